@@ -1,0 +1,163 @@
+"""Image <-> ``.lal`` bytes: the library entry points behind ``lalic encode/decode``."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .bitstream import Header, LalFile, pack, unpack
+from .image import PreparedImage, open_image, prepare, restore
+from .zoo.registry import HASH_BYTES, WeightsError, WeightsEntry, find_for_decoding, load_model, resolve
+
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+class DecodeError(ValueError):
+    """A file that parses but cannot be decoded correctly."""
+
+
+def pick_device(device: str = "auto") -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r} (auto, cpu or cuda)")
+    return device
+
+
+def symbols_crc(y_hat: torch.Tensor) -> int:
+    """CRC32 of the quantised latent, to detect a decoder whose entropy model diverged."""
+    return zlib.crc32(y_hat.round().to(torch.int32).cpu().numpy().tobytes())
+
+
+def pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Pad symmetrically to a multiple (as the authors' evaluation does), edge-replicated."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+    if ph or pw:
+        x = F.pad(x, pad, mode="replicate" if min(h, w) > 1 else "constant")
+    return x, pad
+
+
+def _z_shape_to_latent_shape(model, z_shape: tuple[int, int]) -> dict:
+    zh, zw = z_shape
+    return {
+        "y": [torch.Size((g, 4 * zh, 4 * zw)) for g in model.groups],
+        "hyper": torch.Size((zh, zw)),
+    }
+
+
+@dataclass
+class Encoded:
+    data: bytes
+    header: Header
+    entry: WeightsEntry
+    notes: tuple[str, ...] = ()
+
+    @property
+    def bpp(self) -> float:
+        return 8 * len(self.data) / (self.header.height * self.header.width)
+
+
+def encode_prepared(
+    img: PreparedImage, quality: float, *, weights: str | None = None, device: str = "auto",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Encoded:
+    if max_pixels is not None and img.height * img.width > max_pixels:
+        raise ValueError(
+            f"image is {img.width}x{img.height} = {img.height * img.width} pixels, over the limit of "
+            f"{max_pixels} (raise it with --max-pixels)"
+        )
+    dev = pick_device(device)
+    entry = resolve(weights, quality)
+    model, short_hash = load_model(entry, dev)
+    x, pad = pad_to(img.rgb.to(dev), model.downsampling_factor)
+    with torch.inference_mode():
+        out = model.compress(x)
+    strings = [s[0] for s in out["strings"]]
+    zh, zw = out["shape"]["hyper"]
+    extras = {}
+    if img.alpha is not None:
+        extras["alpha"] = img.alpha
+    if img.icc:
+        extras["icc"] = img.icc
+    header = Header(
+        weights_name=entry.name,
+        weights_hash=bytes.fromhex(short_hash),
+        quality=float(quality),
+        height=img.height,
+        width=img.width,
+        mode=img.mode,
+        bit_depth=img.bit_depth,
+        pad=pad,
+        z_shape=(int(zh), int(zw)),
+        num_groups=len(model.groups),
+        device_class=dev,
+        symbols_crc=symbols_crc(out["y_hat"]),
+    )
+    data = pack(LalFile(header, strings[:-1], strings[-1], extras))
+    return Encoded(data, header, entry, img.notes)
+
+
+def encode_image(
+    image: Image.Image | str | Path, quality: float, *, weights: str | None = None, device: str = "auto",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> bytes:
+    """Encode an image (PIL image or path) to ``.lal`` bytes."""
+    img = image if isinstance(image, Image.Image) else open_image(image)
+    return encode_prepared(prepare(img), quality, weights=weights, device=device, max_pixels=max_pixels).data
+
+
+@dataclass
+class Decoded:
+    image: Image.Image
+    header: Header
+
+
+def decode(
+    data: bytes, *, weights: str | None = None, device: str = "auto", max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Decoded:
+    lal = unpack(data, max_pixels=max_pixels)
+    h = lal.header
+    dev = pick_device(device)
+    entry = find_for_decoding(h.weights_name, weights)
+    model, short_hash = load_model(entry, dev)
+    if bytes.fromhex(short_hash) != h.weights_hash:
+        raise WeightsError(
+            f"this file was encoded with weights {h.weights_name} [{h.weights_hash.hex()}], but the "
+            f"weights found ({entry.path}) are [{short_hash}]: decoding would give garbage"
+        )
+    if h.num_groups != len(model.groups):
+        raise DecodeError(f"file has {h.num_groups} channel groups, the weights have {len(model.groups)}")
+    strings = [[s] for s in (*lal.y_strings, lal.z_string)]
+    with torch.inference_mode():
+        y_hat = model.latent_codec.decompress(strings, _z_shape_to_latent_shape(model, h.z_shape))["y_hat"]
+        if symbols_crc(y_hat) != h.symbols_crc:
+            raise DecodeError(
+                f"decoded latent does not match the encoder's (symbol CRC mismatch): the file was encoded "
+                f"on {h.device_class} and this decoder ({dev}) computed different entropy parameters"
+            )
+        x_hat = model.g_s(y_hat).clamp_(0, 1)
+    left, right, top, bottom = h.pad
+    x_hat = x_hat[..., top: top + h.height, left: left + h.width]
+    img = restore(x_hat, h.mode, lal.extras.get("alpha"))
+    if "icc" in lal.extras:
+        img.info["icc_profile"] = lal.extras["icc"]
+    return Decoded(img, h)
+
+
+def decode_bytes(data: bytes, **kwargs) -> Image.Image:
+    """Decode ``.lal`` bytes to a PIL image in the original colour mode."""
+    return decode(data, **kwargs).image
+
+
+def decode_file(path: str | Path, **kwargs) -> Image.Image:
+    """Decode a ``.lal`` file to a PIL image."""
+    return decode_bytes(Path(path).read_bytes(), **kwargs)

@@ -1,0 +1,42 @@
+"""Writing outputs safely: never a half-written file, never an unintended overwrite."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+class OutputExistsError(FileExistsError):
+    """The output exists and ``force`` was not given."""
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None] | bytes, *, force: bool = False) -> Path:
+    """Write through a temporary file in the same folder, then rename over ``path``.
+
+    ``write`` is either the bytes or a function that writes a file at the path it
+    is given. On any failure (Ctrl-C included) the temporary file is removed and
+    ``path`` is untouched.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} exists (use --force to overwrite)")
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=path.suffix + ".tmp")
+    tmp = Path(tmp_name)
+    try:
+        if isinstance(write, (bytes, bytearray)):
+            with os.fdopen(fd, "wb") as f:
+                f.write(write)
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            os.close(fd)
+            write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    return path

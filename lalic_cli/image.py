@@ -1,0 +1,109 @@
+"""Images in and out: the conversions between what people have and what the model codes."""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+SUPPORTED_MODES = ("RGB", "L", "RGBA", "LA")
+
+
+class ImageError(ValueError):
+    """An input image that cannot be read or coded."""
+
+
+@dataclass
+class PreparedImage:
+    """An image ready for the model, plus what is needed to restore it exactly."""
+
+    rgb: torch.Tensor  # 1 x 3 x H x W float in [0, 1]
+    mode: str  # one of SUPPORTED_MODES: what decoding gives back
+    bit_depth: int
+    alpha: bytes | None = None  # zlib-compressed 8-bit alpha plane
+    icc: bytes | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def height(self) -> int:
+        return self.rgb.shape[-2]
+
+    @property
+    def width(self) -> int:
+        return self.rgb.shape[-1]
+
+
+def open_image(path_or_bytes: str | Path | bytes) -> Image.Image:
+    """Open an image file; errors become ImageError with a one-line reason."""
+    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
+    try:
+        img = Image.open(src)
+        img.load()
+    except FileNotFoundError:
+        raise ImageError(f"{path_or_bytes}: no such file") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"image refused by the decompression-bomb guard: {e}") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        name = "input" if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+        raise ImageError(f"{name}: not a readable image ({e})") from None
+    return img
+
+
+def prepare(img: Image.Image) -> PreparedImage:
+    """Orientation applied, colour converted, alpha split off, depth reduced to 8 bits."""
+    notes: list[str] = []
+    if getattr(img, "n_frames", 1) > 1:
+        notes.append("animated image: only the first frame is coded")
+        img.seek(0)
+    icc = img.info.get("icc_profile") or None
+    img = ImageOps.exif_transpose(img)
+    bit_depth = 8
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        bit_depth = 16
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode != "I" or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8), "L")
+        notes.append("16-bit input: coded at 8 bits")
+    elif img.mode == "CMYK":
+        img = img.convert("RGB")
+        notes.append("CMYK input converted to RGB")
+    elif img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode not in SUPPORTED_MODES:
+        img = img.convert("RGBA" if "A" in img.mode else "RGB")
+    mode = img.mode
+    alpha = None
+    if mode in ("RGBA", "LA"):
+        alpha = zlib.compress(np.asarray(img.getchannel("A")).tobytes(), 9)
+    rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return PreparedImage(tensor, mode, bit_depth, alpha, icc, tuple(notes))
+
+
+def restore(x_hat: torch.Tensor, mode: str, alpha: bytes | None = None) -> Image.Image:
+    """The decoded 1 x 3 x H x W reconstruction back in the original colour mode."""
+    rgb = (x_hat[0].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    if mode in ("L", "LA"):
+        img = img.convert("L")
+    if mode in ("RGBA", "LA"):
+        if alpha is None:
+            raise ImageError("file declares an alpha channel but carries none")
+        n = img.width * img.height
+        inflate = zlib.decompressobj()
+        try:
+            raw = inflate.decompress(alpha, n)
+        except zlib.error:
+            raise ImageError("corrupted alpha plane") from None
+        if len(raw) != n or inflate.unconsumed_tail or not inflate.eof:
+            raise ImageError("corrupted alpha plane (wrong size)")
+        plane = np.frombuffer(raw, np.uint8)
+        img.putalpha(Image.fromarray(plane.reshape(img.height, img.width), "L"))
+    return img

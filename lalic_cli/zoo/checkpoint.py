@@ -1,0 +1,129 @@
+"""Reading checkpoints in every form the authors' release and CompressAI produce.
+
+The canonical form is a flat ``{key: tensor}`` dict in the official layout with
+the derived entries (folded OmniShift kernels, checkerboard masks, entropy-coder
+tables, the top-level ``h_a``/``h_s`` aliases) removed: they are recomputed from
+the model, never trusted from a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from ..models import CONFIGS, LALIC, ModelConfig
+
+_OLD_EB = re.compile(r"entropy_bottleneck\._(matrix|bias|factor)(\d+)$")
+_OLD_EB_NEW = {"matrix": "matrices", "bias": "biases", "factor": "factors"}
+_CODER_TABLES = ("._quantized_cdf", "._offset", "._cdf_length", ".scale_table")
+_DERIVED_SUFFIXES = (".conv5x5_reparam.weight", ".context_prediction.mask") + _CODER_TABLES
+_ALIASES = ("h_a.", "h_s.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit a LALIC configuration."""
+
+
+def unwrap(obj: object) -> dict[str, torch.Tensor]:
+    """Flat state dict from a bare dict, ``{"state_dict": ...}`` or ``{"model_state_dict": ...}``."""
+    for key in ("state_dict", "model_state_dict"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError("not a model checkpoint (expected a state dict)")
+    sd = {}
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(f"not a model checkpoint (entry {k!r} is not a tensor)")
+        if k.startswith("module."):
+            k = k[len("module."):]
+        m = _OLD_EB.search(k)
+        if m:
+            k = k[: m.start()] + f"entropy_bottleneck.{_OLD_EB_NEW[m.group(1)]}.{m.group(2)}"
+        sd[k] = v
+    return sd
+
+
+def canonical(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop derived entries; what remains fully determines the model."""
+    return {
+        k: v
+        for k, v in sd.items()
+        if not k.endswith(_DERIVED_SUFFIXES) and not k.startswith(_ALIASES)
+    }
+
+
+@lru_cache(maxsize=None)
+def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    model = LALIC(**config.kwargs())
+    return {k: tuple(v.shape) for k, v in canonical(model.state_dict()).items()}
+
+
+def detect_config(sd: Mapping[str, torch.Tensor]) -> str:
+    """Name of the registered configuration whose layout the checkpoint has exactly."""
+    shapes = {k: tuple(v.shape) for k, v in canonical(sd).items()}
+    first = shapes.get("g_a.0.weight", (None,))[0]
+    for name, config in CONFIGS.items():
+        if config.dims[0] == first and _expected_shapes(config) == shapes:
+            return name
+    full = _expected_shapes(CONFIGS["full"])
+    missing = sorted(set(full) - set(shapes))
+    extra = sorted(set(shapes) - set(full))
+    wrong = sorted(k for k in set(full) & set(shapes) if full[k] != shapes[k])
+    detail = "; ".join(
+        f"{label}: {len(keys)} (e.g. {keys[0]})"
+        for label, keys in (("missing keys", missing), ("unexpected keys", extra), ("wrong shapes", wrong))
+        if keys
+    )
+    raise CheckpointError(f"checkpoint does not match any LALIC configuration ({detail or 'no keys'})")
+
+
+def fingerprint(sd: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the canonical tensors (names, dtypes, shapes, values), hex."""
+    h = hashlib.sha256()
+    for k in sorted(canonical(sd)):
+        t = sd[k].detach().to("cpu").contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def build_model(sd: Mapping[str, torch.Tensor], config: str | None = None) -> LALIC:
+    """A LALIC in eval mode with ``sd`` loaded, OmniShift folded and coder tables built."""
+    name = config or detect_config(sd)
+    model = LALIC(**CONFIGS[name].kwargs())
+    full = model.state_dict()
+    weights = canonical(sd)
+    for k in full:
+        if k in weights:
+            full[k] = weights[k].to(full[k].dtype)
+        elif k.startswith(_ALIASES) and f"latent_codec.hyper.{k}" in weights:
+            full[k] = weights[f"latent_codec.hyper.{k}"].to(full[k].dtype)
+    model.load_state_dict(full)
+    model.eval()
+    model.update(force=True)
+    model.config_name = name
+    return model
+
+
+def load_checkpoint_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a ``.pth``/``.pt`` (torch.save) or ``.safetensors`` file into a flat state dict."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return unwrap(load_file(str(path)))
+        except (OSError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"cannot read {path}: {e}") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file
+        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__})") from None
+    return unwrap(obj)

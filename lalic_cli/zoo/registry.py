@@ -1,0 +1,254 @@
+"""Which weights exist, where they are, and how a name or path becomes a model.
+
+Sources, in order of preference for a given quality: weights bundled inside the
+package, then weights the user imported into the weights directory
+(``$LALIC_WEIGHTS``, default ``~/.cache/lalic/weights``). ``weights.toml`` lists
+both the official checkpoints (which must be imported) and the bundled ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError, build_model, canonical, detect_config, fingerprint, load_checkpoint_file
+
+HASH_BYTES = 8
+
+
+class WeightsError(ValueError):
+    """Weights that are missing, unreadable or do not match; the message says what to do."""
+
+
+@dataclass
+class WeightsEntry:
+    name: str
+    kind: str  # "official", "bundled", "imported" or "file"
+    config: str
+    quality: float | None = None  # None for variable-rate weights
+    qualities: tuple[float, float] = (1.0, 6.0)
+    lmbda: float | None = None
+    metric: str = "mse"
+    file: str = ""
+    source: str = ""
+    sha256: str = ""
+    path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def variable_rate(self) -> bool:
+        return self.quality is None
+
+    @property
+    def available(self) -> bool:
+        return self.path is not None and self.path.is_file()
+
+    def covers(self, quality: float) -> bool:
+        if self.variable_rate:
+            return self.qualities[0] <= quality <= self.qualities[1]
+        return float(self.quality) == float(quality)
+
+
+def weights_dir() -> Path:
+    """Where imported weights live: ``$LALIC_WEIGHTS`` or the user cache."""
+    env = os.environ.get("LALIC_WEIGHTS")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lalic" / "weights"
+
+
+def _package_data() -> Path:
+    return Path(str(importlib.resources.files("lalic_cli.data")))
+
+
+def _toml_entries() -> list[WeightsEntry]:
+    with open(_package_data() / "weights.toml", "rb") as f:
+        table = tomllib.load(f)
+    entries = []
+    for row in table.get("weights", []):
+        e = WeightsEntry(
+            name=row["name"],
+            kind=row["kind"],
+            config=row["config"],
+            quality=row.get("quality"),
+            qualities=tuple(row.get("qualities", (1.0, 6.0))),
+            lmbda=row.get("lambda"),
+            metric=row.get("metric", "mse"),
+            file=row.get("file", ""),
+            source=row.get("source", ""),
+            sha256=row.get("sha256", ""),
+        )
+        if e.kind == "bundled":
+            e.path = _package_data() / "weights" / e.file
+        else:
+            e.path = weights_dir() / f"{e.name}.safetensors"
+        entries.append(e)
+    return entries
+
+
+def _imported_entries(known: set[str]) -> list[WeightsEntry]:
+    from safetensors import safe_open
+
+    entries = []
+    folder = weights_dir()
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        if path.stem in known:
+            continue
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+        except Exception:  # a foreign or damaged file in the folder is listed as unusable
+            meta = {}
+        q = meta.get("quality")
+        entries.append(
+            WeightsEntry(
+                name=path.stem, kind="imported", config=meta.get("config", "?"),
+                quality=float(q) if q not in (None, "", "variable") else None,
+                file=path.name, sha256=meta.get("sha256", ""), path=path,
+            )
+        )
+    return entries
+
+
+def catalogue() -> list[WeightsEntry]:
+    """Every weights entry lalic knows: from weights.toml and from the weights directory."""
+    entries = _toml_entries()
+    return entries + _imported_entries({e.name for e in entries})
+
+
+def file_entry(path: Path, quality: float | None) -> WeightsEntry:
+    sd = load_checkpoint_file(path)
+    return WeightsEntry(
+        name=path.stem, kind="file", config=detect_config(sd), quality=quality, path=path,
+    )
+
+
+def resolve(spec: str | None, quality: float) -> WeightsEntry:
+    """The weights to encode at ``quality``: by entry name, family name, path, or default."""
+    if spec and (os.sep in spec or spec.endswith((".pth", ".pt", ".safetensors"))):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"weights file not found: {spec}")
+        return file_entry(path, quality)
+    entries = catalogue()
+    if spec:
+        candidates = [e for e in entries if e.name == spec or e.name.rsplit("-q", 1)[0] == spec]
+        if not candidates:
+            names = ", ".join(sorted({e.name.rsplit('-q', 1)[0] for e in entries}))
+            raise WeightsError(f"unknown weights {spec!r} (known: {names}; or give a file path)")
+    else:
+        candidates = sorted(entries, key=lambda e: e.kind != "bundled")
+    for e in candidates:
+        if e.covers(quality) and e.available:
+            return e
+    if any(e.variable_rate for e in candidates) or float(quality).is_integer():
+        wanted = [e for e in candidates if e.covers(quality)]
+        if wanted:
+            e = wanted[0]
+            how = (
+                f"download {e.file} ({e.source}) and run: lalic weights import {e.file} -q {e.quality:g}"
+                if e.kind == "official" else f"reinstall lalic: {e.path} is missing"
+            )
+            raise WeightsError(f"no weights for quality {quality:g}: {how}")
+    raise WeightsError(
+        f"no weights cover quality {quality:g}"
+        + ("" if float(quality).is_integer() else " (fractional qualities need variable-rate weights)")
+    )
+
+
+def find_for_decoding(name: str, spec: str | None) -> WeightsEntry:
+    """The weights a file names; ``spec`` (a path or name) overrides the lookup."""
+    if spec:
+        return _find_spec(spec)
+    for e in catalogue():
+        if e.name == name and e.available:
+            return e
+    raise WeightsError(
+        f"this file needs weights {name!r}, which are not installed (see `lalic weights list`; "
+        "or pass --weights PATH)"
+    )
+
+
+def _find_spec(spec: str) -> WeightsEntry:
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return file_entry(path, None)
+    for e in catalogue():
+        if e.name == spec and e.available:
+            return e
+    raise WeightsError(f"weights not found: {spec}")
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str, mtime: float, config: str, device: str):
+    sd = load_checkpoint_file(path)
+    model = build_model(sd, None if config in ("", "?") else config)
+    return model.to(device), fingerprint(model.state_dict())[: 2 * HASH_BYTES]
+
+
+def load_model(entry: WeightsEntry, device: str = "cpu"):
+    """``(model, short_hash)`` for an entry; models are cached per process."""
+    if not entry.available:
+        raise WeightsError(f"weights {entry.name!r} are not installed (expected at {entry.path})")
+    try:
+        return _load_cached(str(entry.path), entry.path.stat().st_mtime, entry.config, device)
+    except CheckpointError as e:
+        raise WeightsError(f"{entry.path}: {e}") from None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_weights(sd: dict[str, torch.Tensor], dest: Path, metadata: dict[str, str], dtype=None) -> None:
+    """Write the canonical tensors as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in canonical(sd).items()
+    }
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def import_checkpoint(src: Path, quality: float, name: str | None = None, force: bool = False) -> WeightsEntry:
+    """Verify an official-layout checkpoint, fold OmniShift, store a compact copy."""
+    sd = load_checkpoint_file(src)
+    config = detect_config(sd)
+    model = build_model(sd, config)
+    name = name or f"lalic-mse-q{quality:g}"
+    dest = weights_dir() / f"{name}.safetensors"
+    if dest.exists() and not force:
+        raise WeightsError(f"{dest} exists (use --force to replace it)")
+    state = model.state_dict()
+    save_weights(
+        state, dest,
+        {
+            "config": config, "quality": f"{quality:g}", "source": src.name,
+            "source_sha256": file_sha256(src), "fingerprint": fingerprint(state),
+        },
+    )
+    entry = WeightsEntry(name=name, kind="imported", config=config, quality=quality, path=dest,
+                         sha256=file_sha256(dest), file=dest.name)
+    return entry
