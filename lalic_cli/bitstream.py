@@ -21,10 +21,13 @@ escapes them for any ``bytes`` input.
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import zlib
 from dataclasses import dataclass, field
+
+from .errors import LalicError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -66,7 +69,7 @@ _DEVICE_NAMES = {v: k for k, v in DEVICE_CODES.items()}
 _U32 = struct.Struct(">I")
 
 
-class BitstreamError(ValueError):
+class BitstreamError(LalicError):
     """Raised with a clear one-line message for any malformed file."""
 
 
@@ -462,6 +465,8 @@ def read_header(data_or_prefix: bytes, *, complete: bool = True,
 def _quality_centi(q) -> int:
     if isinstance(q, bool) or not isinstance(q, (int, float)):
         raise ValueError(f"quality must be a number, got {q!r}")
+    if not math.isfinite(q):
+        raise ValueError(f"quality {q!r} is not finite")
     centi = round(q * 100)
     if abs(q * 100 - centi) > 1e-6:
         raise ValueError(

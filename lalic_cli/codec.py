@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .errors import DecodeError, InputError
 from .bitstream import Header, LalFile, pack, unpack
 from .image import PreparedImage, open_image, prepare, restore
 from .zoo.registry import HASH_BYTES, WeightsError, WeightsEntry, find_for_decoding, load_model, resolve
@@ -17,17 +18,13 @@ from .zoo.registry import HASH_BYTES, WeightsError, WeightsEntry, find_for_decod
 DEFAULT_MAX_PIXELS = 40_000_000
 
 
-class DecodeError(ValueError):
-    """A file that parses but cannot be decoded correctly."""
-
-
 def pick_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is available")
+        raise InputError("--device cuda: no CUDA GPU is available")
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r} (auto, cpu or cuda)")
+        raise InputError(f"unknown device {device!r} (auto, cpu or cuda)")
     return device
 
 
@@ -71,7 +68,7 @@ def encode_prepared(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Encoded:
     if max_pixels is not None and img.height * img.width > max_pixels:
-        raise ValueError(
+        raise InputError(
             f"image is {img.width}x{img.height} = {img.height * img.width} pixels, over the limit of "
             f"{max_pixels} (raise it with --max-pixels)"
         )
@@ -80,7 +77,7 @@ def encode_prepared(
     model, short_hash = load_model(entry, dev)
     x, pad = pad_to(img.rgb.to(dev), model.downsampling_factor)
     with torch.inference_mode():
-        out = model.compress(x)
+        out = model.compress(x, quality)
     strings = [s[0] for s in out["strings"]]
     zh, zw = out["shape"]["hyper"]
     extras = {}
@@ -138,13 +135,13 @@ def decode(
         raise DecodeError(f"file has {h.num_groups} channel groups, the weights have {len(model.groups)}")
     strings = [[s] for s in (*lal.y_strings, lal.z_string)]
     with torch.inference_mode():
-        y_hat = model.latent_codec.decompress(strings, _z_shape_to_latent_shape(model, h.z_shape))["y_hat"]
-        if symbols_crc(y_hat) != h.symbols_crc:
-            raise DecodeError(
-                f"decoded latent does not match the encoder's (symbol CRC mismatch): the file was encoded "
-                f"on {h.device_class} and this decoder ({dev}) computed different entropy parameters"
-            )
-        x_hat = model.g_s(y_hat).clamp_(0, 1)
+        dec = model.decompress(strings, _z_shape_to_latent_shape(model, h.z_shape), h.quality)
+    if symbols_crc(dec["y_hat"]) != h.symbols_crc:
+        raise DecodeError(
+            f"decoded latent does not match the encoder's (symbol CRC mismatch): the file was encoded "
+            f"on {h.device_class} and this decoder ({dev}) computed different entropy parameters"
+        )
+    x_hat = dec["x_hat"]
     left, right, top, bottom = h.pad
     x_hat = x_hat[..., top: top + h.height, left: left + h.width]
     img = restore(x_hat, h.mode, lal.extras.get("alpha"))

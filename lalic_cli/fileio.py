@@ -7,8 +7,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from .errors import LalicError
 
-class OutputExistsError(FileExistsError):
+
+class OutputExistsError(LalicError, FileExistsError):
     """The output exists and ``force`` was not given."""
 
 

@@ -11,10 +11,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .errors import LalicError
+
 SUPPORTED_MODES = ("RGB", "L", "RGBA", "LA")
 
 
-class ImageError(ValueError):
+class ImageError(LalicError):
     """An input image that cannot be read or coded."""
 
 

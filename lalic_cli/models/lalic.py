@@ -57,6 +57,7 @@ class LALIC(SimpleVAECompressionModel):
         dims: Sequence[int] = (96, 144, 256, 320, 256, 192),
         depths: Sequence[int] = (2, 4, 6, 6),
         groups: Sequence[int] | None = None,
+        num_rates: int = 0,
     ):
         super().__init__()
         n1, n2, n3, n4, n5, n6 = dims
@@ -117,6 +118,58 @@ class LALIC(SimpleVAECompressionModel):
                 ),
             }
         )
+
+        self.num_rates = num_rates
+        if num_rates:
+            # Gain units (Cui et al., CVPR 2021): one channel gain vector per rate on y
+            # before quantisation and its inverse after, so one model covers every quality.
+            self.gain = nn.Parameter(torch.ones(num_rates, M))
+            self.inv_gain = nn.Parameter(torch.ones(num_rates, M))
+
+    @property
+    def variable_rate(self) -> bool:
+        return self.num_rates > 0
+
+    def gains(self, quality: float | torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Gain and inverse gain (``B x M x 1 x 1``) for qualities in ``[1, num_rates]``.
+
+        Fractional qualities interpolate neighbouring levels geometrically.
+        """
+        if not self.variable_rate:
+            return None
+        if quality is None:
+            raise ValueError("a variable-rate model needs a quality")
+        q = torch.as_tensor(quality, dtype=self.gain.dtype, device=self.gain.device).reshape(-1)
+        q = q.clamp(1, self.num_rates) - 1
+        lo = q.floor().long().clamp(max=self.num_rates - 2) if self.num_rates > 1 else q.long()
+        frac = (q - lo).unsqueeze(1)
+        hi = (lo + 1).clamp(max=self.num_rates - 1)
+
+        def interp(table: torch.Tensor) -> torch.Tensor:
+            t = table.abs().clamp_min(1e-6)
+            return (t[lo] ** (1 - frac) * t[hi] ** frac)[..., None, None]
+
+        return interp(self.gain), interp(self.inv_gain)
+
+    def forward(self, x: torch.Tensor, quality: float | torch.Tensor | None = None) -> dict:
+        y = self.g_a(x)
+        g = self.gains(quality)
+        y_out = self.latent_codec(y if g is None else y * g[0])
+        y_hat = y_out["y_hat"] if g is None else y_out["y_hat"] * g[1]
+        return {"x_hat": self.g_s(y_hat), "likelihoods": y_out["likelihoods"]}
+
+    def compress(self, x: torch.Tensor, quality: float | None = None) -> dict:
+        """Strings, shapes and the quantised symbols ``y_hat`` (before any inverse gain)."""
+        y = self.g_a(x)
+        g = self.gains(quality)
+        return self.latent_codec.compress(y if g is None else y * g[0])
+
+    def decompress(self, strings, shape, quality: float | None = None) -> dict:
+        """``x_hat`` in [0, 1], and the decoded symbols ``y_hat`` for checking."""
+        y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
+        g = self.gains(quality)
+        x_hat = self.g_s(y_hat if g is None else y_hat * g[1]).clamp_(0, 1)
+        return {"x_hat": x_hat, "y_hat": y_hat}
 
     @property
     def num_coded_tensors(self) -> int:

@@ -16,6 +16,7 @@ from typing import Mapping
 
 import torch
 
+from ..errors import LalicError
 from ..models import CONFIGS, LALIC, ModelConfig
 
 _OLD_EB = re.compile(r"entropy_bottleneck\._(matrix|bias|factor)(\d+)$")
@@ -25,7 +26,7 @@ _DERIVED_SUFFIXES = (".conv5x5_reparam.weight", ".context_prediction.mask") + _C
 _ALIASES = ("h_a.", "h_s.")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LalicError):
     """A checkpoint that cannot be read or does not fit a LALIC configuration."""
 
 
@@ -59,9 +60,14 @@ def canonical(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     }
 
 
+def num_rates(sd: Mapping[str, torch.Tensor]) -> int:
+    """Rate levels of a variable-rate (gain unit) checkpoint; 0 for fixed-rate ones."""
+    return int(sd["gain"].shape[0]) if "gain" in sd else 0
+
+
 @lru_cache(maxsize=None)
-def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    model = LALIC(**config.kwargs())
+def _expected_shapes(config: ModelConfig, rates: int = 0) -> dict[str, tuple[int, ...]]:
+    model = LALIC(**config.kwargs(), num_rates=rates)
     return {k: tuple(v.shape) for k, v in canonical(model.state_dict()).items()}
 
 
@@ -70,7 +76,7 @@ def detect_config(sd: Mapping[str, torch.Tensor]) -> str:
     shapes = {k: tuple(v.shape) for k, v in canonical(sd).items()}
     first = shapes.get("g_a.0.weight", (None,))[0]
     for name, config in CONFIGS.items():
-        if config.dims[0] == first and _expected_shapes(config) == shapes:
+        if config.dims[0] == first and _expected_shapes(config, num_rates(sd)) == shapes:
             return name
     full = _expected_shapes(CONFIGS["full"])
     missing = sorted(set(full) - set(shapes))
@@ -97,7 +103,7 @@ def fingerprint(sd: Mapping[str, torch.Tensor]) -> str:
 def build_model(sd: Mapping[str, torch.Tensor], config: str | None = None) -> LALIC:
     """A LALIC in eval mode with ``sd`` loaded, OmniShift folded and coder tables built."""
     name = config or detect_config(sd)
-    model = LALIC(**CONFIGS[name].kwargs())
+    model = LALIC(**CONFIGS[name].kwargs(), num_rates=num_rates(sd))
     full = model.state_dict()
     weights = canonical(sd)
     for k in full:

@@ -9,7 +9,6 @@ both the official checkpoints (which must be imported) and the bundled ones.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import os
 import tempfile
 import tomllib
@@ -19,12 +18,14 @@ from pathlib import Path
 
 import torch
 
+from ..errors import LalicError
+from ..resources import data_dir
 from .checkpoint import CheckpointError, build_model, canonical, detect_config, fingerprint, load_checkpoint_file
 
 HASH_BYTES = 8
 
 
-class WeightsError(ValueError):
+class WeightsError(LalicError):
     """Weights that are missing, unreadable or do not match; the message says what to do."""
 
 
@@ -66,12 +67,8 @@ def weights_dir() -> Path:
     return Path(base) / "lalic" / "weights"
 
 
-def _package_data() -> Path:
-    return Path(str(importlib.resources.files("lalic_cli.data")))
-
-
 def _toml_entries() -> list[WeightsEntry]:
-    with open(_package_data() / "weights.toml", "rb") as f:
+    with open(data_dir() / "weights.toml", "rb") as f:
         table = tomllib.load(f)
     entries = []
     for row in table.get("weights", []):
@@ -88,26 +85,34 @@ def _toml_entries() -> list[WeightsEntry]:
             sha256=row.get("sha256", ""),
         )
         if e.kind == "bundled":
-            e.path = _package_data() / "weights" / e.file
+            e.path = data_dir() / "weights" / e.file
         else:
             e.path = weights_dir() / f"{e.name}.safetensors"
+            e.config = _metadata(e.path).get("config", e.config)
         entries.append(e)
     return entries
 
 
-def _imported_entries(known: set[str]) -> list[WeightsEntry]:
+def _metadata(path: Path) -> dict[str, str]:
+    """The metadata of a safetensors file; empty if it is missing or unreadable."""
     from safetensors import safe_open
 
+    if not path.is_file():
+        return {}
+    try:
+        with safe_open(str(path), "pt") as f:
+            return f.metadata() or {}
+    except Exception:  # a foreign or damaged file is listed, and refused when loaded
+        return {}
+
+
+def _imported_entries(known: set[str]) -> list[WeightsEntry]:
     entries = []
     folder = weights_dir()
     for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
         if path.stem in known:
             continue
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-        except Exception:  # a foreign or damaged file in the folder is listed as unusable
-            meta = {}
+        meta = _metadata(path)
         q = meta.get("quality")
         entries.append(
             WeightsEntry(
@@ -189,9 +194,9 @@ def _find_spec(spec: str) -> WeightsEntry:
 
 
 @lru_cache(maxsize=4)
-def _load_cached(path: str, mtime: float, config: str, device: str):
+def _load_cached(path: str, mtime: float, device: str):
     sd = load_checkpoint_file(path)
-    model = build_model(sd, None if config in ("", "?") else config)
+    model = build_model(sd)
     return model.to(device), fingerprint(model.state_dict())[: 2 * HASH_BYTES]
 
 
@@ -200,7 +205,7 @@ def load_model(entry: WeightsEntry, device: str = "cpu"):
     if not entry.available:
         raise WeightsError(f"weights {entry.name!r} are not installed (expected at {entry.path})")
     try:
-        return _load_cached(str(entry.path), entry.path.stat().st_mtime, entry.config, device)
+        return _load_cached(str(entry.path), entry.path.stat().st_mtime, device)
     except CheckpointError as e:
         raise WeightsError(f"{entry.path}: {e}") from None
 

@@ -1,0 +1,108 @@
+"""Just-in-time build of the BiWKV C++/CUDA extensions (installed as ``lalic_cli.kernels``).
+
+``load_extension("cpu" | "cuda")`` compiles the sources next to this file once with
+``torch.utils.cpp_extension.load`` (ninja), caches the build under
+``$LALIC_CACHE`` / ``$XDG_CACHE_HOME/lalic`` / ``~/.cache/lalic`` in
+``kernels/<kind>-<hash>``, and returns the module, or None (with one warning) when
+it cannot be built.  The hash covers the sources, torch, Python, the machine and
+the compiler flags (and the CUDA version and GPU architectures), so a cache shared
+between machines is safe; concurrent builds are serialised by cpp_extension's lock
+file in the build directory.  Results are memoised per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+__all__ = ["cache_dir", "load_extension"]
+
+_HERE = Path(__file__).resolve().parent
+_SOURCES = {"cpu": ["biwkv_cpu.cpp"], "cuda": ["biwkv_cuda.cpp", "biwkv_cuda.cu"]}
+_HEADERS = ["biwkv_common.h"]
+_modules: dict = {}
+_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("LALIC_CACHE")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(xdg, "lalic")
+    return Path(root) / "kernels"
+
+
+def _cpu_flags() -> tuple[list[str], list[str]]:
+    cflags, ldflags = ["-O3"], []
+    if sys.platform.startswith("linux"):
+        cflags.append("-fopenmp")
+        ldflags.append("-fopenmp")
+        if platform.machine() in ("x86_64", "AMD64"):
+            try:
+                info = Path("/proc/cpuinfo").read_text()
+                feats = next((ln for ln in info.splitlines() if ln.startswith("flags")), "").split()
+            except OSError:
+                feats = []
+            if "avx2" in feats and "fma" in feats:
+                cflags += ["-mavx2", "-mfma"]
+    return cflags, ldflags
+
+
+def _build(kind: str):
+    import torch
+    from torch.utils import cpp_extension
+
+    sources = [_HERE / s for s in _SOURCES[kind]]
+    cflags, ldflags = _cpu_flags() if kind == "cpu" else (["-O3"], [])
+    cuda_flags = ["-O3"] if kind == "cuda" else []
+    key = [kind, torch.__version__, sys.implementation.cache_tag, platform.machine(),
+           *cflags, *ldflags, *cuda_flags]
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("CUDA is not available")
+        if cpp_extension.CUDA_HOME is None:
+            raise RuntimeError("CUDA toolkit (nvcc) not found")
+        caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
+        key += [str(torch.version.cuda), str(caps), os.environ.get("TORCH_CUDA_ARCH_LIST", "")]
+    digest = hashlib.sha256()
+    for path in sources + [_HERE / h for h in _HEADERS]:
+        digest.update(path.read_bytes())
+    digest.update("\0".join(key).encode())
+    tag = digest.hexdigest()[:16]
+    build_dir = cache_dir() / f"{kind}-{tag}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    return cpp_extension.load(
+        name=f"lalic_biwkv_{kind}_{tag}",
+        sources=[str(s) for s in sources],
+        extra_cflags=cflags,
+        extra_ldflags=ldflags,
+        extra_cuda_cflags=cuda_flags,
+        extra_include_paths=[str(_HERE)],
+        build_directory=str(build_dir),
+        verbose=False,
+    )
+
+
+def load_extension(kind: str):
+    """Return the compiled BiWKV module for ``kind`` ("cpu" or "cuda"), or None."""
+    if kind not in _SOURCES:
+        raise ValueError(f"unknown BiWKV kernel kind {kind!r}")
+    with _lock:
+        if kind not in _modules:
+            try:
+                _modules[kind] = _build(kind)
+            except Exception as exc:  # noqa: BLE001 - any failure means "use the torch path"
+                lines = str(exc).strip().splitlines()
+                reason = (lines[0] if lines else type(exc).__name__)[:160]
+                warnings.warn(
+                    f"lalic: BiWKV {kind} kernel unavailable ({reason}); using the PyTorch path",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                _modules[kind] = None
+        return _modules[kind]

@@ -1,0 +1,307 @@
+"""Summaries of a benchmark run: averages, BD-rates, rich tables, JSON, CSV and an R-D plot."""
+
+from __future__ import annotations
+
+import csv
+import importlib.resources
+import io
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ..fileio import atomic_write
+from .bdrate import BDRate, bd_rate
+from .classical import CODECS
+from .metrics import mean, ms_ssim_db
+from .runner import Result
+
+METRICS = ("psnr-rgb", "ms-ssim-rgb-db")
+METRIC_LABELS = {"psnr-rgb": "PSNR", "ms-ssim-rgb-db": "MS-SSIM"}
+AVERAGED = ("bpp", "bpp-strings", "psnr-rgb", "ms-ssim-rgb", "ms-ssim-rgb-db", "encoding_time", "decoding_time")
+
+VTM_LABEL = "VTM-9.1"
+PAPER_LABEL = "LALIC (paper)"
+RUN_LABEL = "LALIC (this run)"
+
+
+# --- anchors ------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def load_anchor(filename: str) -> dict:
+    """A CompressAI-layout JSON file shipped in ``lalic_cli/anchors``."""
+    text = importlib.resources.files("lalic_cli").joinpath("anchors", filename).read_text("utf-8")
+    return json.loads(text)
+
+
+def normalise(results: dict) -> dict:
+    """Results with the key names used here (``psnr`` -> ``psnr-rgb``, MS-SSIM in dB added)."""
+    out = dict(results)
+    for old, new in (("psnr", "psnr-rgb"), ("ms-ssim", "ms-ssim-rgb"), ("ms-ssim-db", "ms-ssim-rgb-db")):
+        if old in out and new not in out:
+            out[new] = out[old]
+    if "ms-ssim-rgb" in out and "ms-ssim-rgb-db" not in out:
+        out["ms-ssim-rgb-db"] = [ms_ssim_db(v) for v in out["ms-ssim-rgb"]]
+    return out
+
+
+@dataclass
+class Curve:
+    """One codec's R-D points per metric: ``{metric: (bpp list, quality list)}``."""
+
+    key: str
+    label: str
+    points: dict[str, tuple[list[float], list[float]]]
+
+    @classmethod
+    def from_results(cls, key: str, label: str, results: dict, rate_key: str = "bpp") -> "Curve":
+        r = normalise(results)
+        pts = {m: (list(r[rate_key]), list(r[m])) for m in METRICS if m in r and rate_key in r}
+        return cls(key, label, pts)
+
+
+def vtm_curve() -> Curve:
+    psnr = normalise(load_anchor("kodak-vtm91-compressai.json")["results"])
+    msssim = normalise(load_anchor("kodak-vtm91-msssim.json")["results"])
+    return Curve("vtm", VTM_LABEL, {
+        "psnr-rgb": (psnr["bpp"], psnr["psnr-rgb"]),
+        "ms-ssim-rgb-db": (msssim["bpp"], msssim["ms-ssim-rgb-db"]),
+    })
+
+
+def paper_curve(metric: str = "mse") -> Curve:
+    """The paper's Kodak points for the model trained for ``metric`` (the MSE model has no MS-SSIM points)."""
+    if metric.replace("-", "").replace("_", "").lower() == "msssim":
+        r = normalise(load_anchor("kodak-lalic-msssim.json")["results"])
+        return Curve("paper", "LALIC (paper, MS-SSIM model)", {m: (r["bpp"], r[m]) for m in METRICS})
+    r = normalise(load_anchor("kodak-lalic.json")["results"])
+    return Curve("paper", PAPER_LABEL, {"psnr-rgb": (r["bpp"], r["psnr-rgb"])})
+
+
+# --- averages -----------------------------------------------------------------
+def summarise(records: list[dict]) -> dict:
+    """CompressAI-style ``results``: one entry per quality (ascending), each the mean over images.
+
+    MS-SSIM averages skip images too small for it; MS-SSIM in dB is the mean of per-image dB values,
+    as in the VTM anchor.
+    """
+    qualities = sorted({r["quality"] for r in records})
+    out: dict[str, list] = {"quality": qualities}
+    keys = [k for k in AVERAGED if any(k in r for r in records)]
+    for k in keys:
+        out[k] = [mean(r.get(k, math.nan) for r in records if r["quality"] == q) for q in qualities]
+    out["images"] = [sum(1 for r in records if r["quality"] == q) for q in qualities]
+    return out
+
+
+# --- the report -----------------------------------------------------------------
+@dataclass
+class BDEntry:
+    test: str  # curve label
+    anchor: str
+    metric: str
+    value: BDRate
+
+    def as_dict(self) -> dict:
+        return {"test": self.test, "anchor": self.anchor, "metric": self.metric,
+                "percent": _finite(self.value.percent), "reason": self.value.reason}
+
+
+class Report:
+    def __init__(self, result: Result, description: str = ""):
+        self.result = result
+        self.estimate = result.settings.estimate
+        self.description = description
+        self.results = summarise(result.records)
+        self.results["peak_memory_mb"] = [result.peak_memory_mb.get(q, math.nan) for q in self.results["quality"]]
+        self.classical = {k: summarise(recs) for k, recs in result.classical.items()}
+
+        label = RUN_LABEL + (" (estimated)" if self.estimate else "")
+        self.run_curve = Curve.from_results("run", label, self.results)
+        self.strings_curve = None if self.estimate else Curve.from_results(
+            "run-strings", RUN_LABEL + ", strings only", self.results, "bpp-strings")
+        self.vtm = vtm_curve()
+        self.paper = paper_curve(result.weights_metric)
+        self.codec_curves = [Curve.from_results(k, CODECS[k].label, r) for k, r in self.classical.items()]
+        self.bd = self._bd_rates()
+
+    @property
+    def name(self) -> str:
+        return self.run_curve.label
+
+    def _bd_rates(self) -> list[BDEntry]:
+        pairs = []
+        for run in filter(None, (self.run_curve, self.strings_curve)):
+            pairs += [(run, self.vtm), (run, self.paper)]
+        for c in self.codec_curves:
+            pairs += [(c, self.vtm), (c, self.run_curve)]
+        out = []
+        for test, anchor in pairs:
+            for m in METRICS:
+                if m in test.points and m in anchor.points:  # else not applicable (e.g. no MS-SSIM anchor)
+                    out.append(BDEntry(test.label, anchor.label, m, bd_rate(*anchor.points[m], *test.points[m])))
+        return out
+
+    # --- JSON / CSV ---------------------------------------------------------------
+    def to_json(self, per_image: bool = False) -> dict:
+        res = self.result
+        doc = {
+            "name": self.name,
+            "description": self.description,
+            "estimate": self.estimate,
+            "device": res.device,
+            "weights": {f"{q:g}": name for q, name in sorted(res.weights.items())},
+            "images": res.images,
+            "skipped": [{"image": n, "reason": why} for n, why in res.skipped],
+            "results": self.results,
+            "bd-rate": [e.as_dict() for e in self.bd],
+        }
+        if self.classical:
+            doc["vs"] = {
+                k: {"name": CODECS[k].label, "description": f"Pillow {CODECS[k].format}", "results": r}
+                for k, r in self.classical.items()
+            }
+        if per_image:
+            doc["per-image"] = res.records
+            if self.classical:
+                doc["vs-per-image"] = {k: recs for k, recs in res.classical.items()}
+        return _finite(doc)
+
+    def write_json(self, path: str | Path, per_image: bool = False) -> None:
+        text = json.dumps(self.to_json(per_image), indent=2, allow_nan=False) + "\n"
+        atomic_write(path, text.encode("utf-8"), force=True)
+
+    CSV_FIELDS = ("codec", "image", "quality", "width", "height", "bytes", "bpp", "bpp-strings", "psnr-rgb",
+                  "ms-ssim-rgb", "ms-ssim-rgb-db", "encoding_time", "decoding_time", "estimate")
+
+    def csv_rows(self, per_image: bool = False) -> list[dict]:
+        rows: list[dict] = []
+        if per_image:
+            for r in self.result.records:
+                rows.append({**r, "estimate": self.estimate})
+            for recs in self.result.classical.values():
+                rows.extend(recs)
+            return rows
+        for codec, results, est in (("lalic", self.results, self.estimate),
+                                    *((k, r, False) for k, r in self.classical.items())):
+            for i, q in enumerate(results["quality"]):
+                row = {"codec": codec, "image": "(mean)", "quality": q, "estimate": est}
+                row.update({k: results[k][i] for k in AVERAGED if k in results})
+                rows.append(row)
+        return rows
+
+    def write_csv(self, path: str | Path, per_image: bool = False) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for row in self.csv_rows(per_image):
+            w.writerow({k: _csv_value(row.get(k)) for k in self.CSV_FIELDS})
+        atomic_write(path, buf.getvalue().encode("utf-8"), force=True)
+
+    # --- plot ----------------------------------------------------------------------
+    def write_plot(self, path: str | Path) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(12, 4.8), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, 2)
+        curves = [(self.vtm, "k--", "s"), (self.paper, "C0:", "^"), (self.run_curve, "C3-", "o")]
+        if self.strings_curve is not None:
+            curves.append((self.strings_curve, "C3--", "."))
+        curves += [(c, f"C{i % 8 + 4}-", "x") for i, c in enumerate(self.codec_curves)]
+        for ax, m in zip(axes, METRICS):
+            for curve, style, marker in curves:
+                if m not in curve.points:
+                    continue
+                pts = sorted((b, v) for b, v in zip(*curve.points[m]) if _is_finite(b) and _is_finite(v))
+                if pts:
+                    xs, ys = zip(*pts)
+                    ax.plot(xs, ys, style, marker=marker, markersize=4, label=curve.label)
+            ax.set_xlabel("bits per pixel")
+            ax.set_ylabel("PSNR (dB)" if m == "psnr-rgb" else "MS-SSIM (dB)")
+            ax.set_title(f"{METRIC_LABELS[m]} vs rate")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        fmt = Path(path).suffix.lstrip(".").lower() or "png"
+
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120), force=True)
+
+    # --- tables ----------------------------------------------------------------------
+    def render(self, console) -> None:
+        from rich.table import Table
+
+        est = self.estimate
+        t = Table(title=self.name + (" (bpp from likelihoods, no coding)" if est else ""), title_justify="left")
+        for col in ("quality", "estimated bpp" if est else "bpp", "strings bpp", "PSNR", "MS-SSIM",
+                    "MS-SSIM dB", "forward ms" if est else "enc ms", "dec ms", "peak MB", "images"):
+            t.add_column(col, justify="right")
+        r = self.results
+        for i, q in enumerate(r["quality"]):
+            t.add_row(
+                f"{q:g}", _f(r["bpp"][i], 4), "—" if est else _f(r["bpp-strings"][i], 4),
+                _f(r["psnr-rgb"][i], 2), _f(r["ms-ssim-rgb"][i], 4), _f(r["ms-ssim-rgb-db"][i], 2),
+                _f(1e3 * r["encoding_time"][i], 1), "—" if est else _f(1e3 * r["decoding_time"][i], 1),
+                _f(r["peak_memory_mb"][i], 0), str(r["images"][i]),
+            )
+        console.print(t)
+        for key, res in self.classical.items():
+            ct = Table(title=CODECS[key].label, title_justify="left")
+            for col in ("setting", "bpp", "PSNR", "MS-SSIM", "MS-SSIM dB", "enc ms", "dec ms"):
+                ct.add_column(col, justify="right")
+            for i, q in enumerate(res["quality"]):
+                ct.add_row(f"{q:g}", _f(res["bpp"][i], 4), _f(res["psnr-rgb"][i], 2), _f(res["ms-ssim-rgb"][i], 4),
+                           _f(res["ms-ssim-rgb-db"][i], 2), _f(1e3 * res["encoding_time"][i], 1),
+                           _f(1e3 * res["decoding_time"][i], 1))
+            console.print(ct)
+        self.render_bd(console)
+
+    def render_bd(self, console) -> None:
+        from rich.table import Table
+
+        t = Table(title="BD-rate (negative: fewer bits than the anchor for the same quality)", title_justify="left")
+        for col in ("codec", "anchor", *(METRIC_LABELS[m] for m in METRICS)):
+            t.add_column(col, justify="left" if col in ("codec", "anchor") else "right")
+        notes: list[str] = []
+        pairs = list(dict.fromkeys((e.test, e.anchor) for e in self.bd))
+        for test, anchor in pairs:
+            cells = []
+            for m in METRICS:
+                e = next((e for e in self.bd if (e.test, e.anchor, e.metric) == (test, anchor, m)), None)
+                if e is None:
+                    cells.append("—")  # not applicable: no points for this metric
+                    continue
+                cells.append(e.value.format())
+                if not e.value.ok:
+                    notes.append(f"{test} vs {anchor}, {METRIC_LABELS[m]}: {e.value.reason}")
+            t.add_row(test, anchor, *cells)
+        console.print(t)
+        for note in notes:
+            console.print(f"  n/a: {note}", markup=False, style="dim")
+        console.print("  (the anchors are Kodak results: they compare like with like only on the Kodak images)",
+                      markup=False, style="dim")
+
+
+def _is_finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _finite(obj):
+    """NaN and infinities become null, recursively, so the JSON is standard."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _csv_value(v):
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    return "" if v is None else v
+
+
+def _f(v, digits: int) -> str:
+    return f"{v:.{digits}f}" if _is_finite(v) else "—"

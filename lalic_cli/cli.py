@@ -1,0 +1,300 @@
+"""The ``lalic`` command line: commands parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import errors
+from .fileio import OutputExistsError, atomic_write
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+QUALITY = click.FloatRange(1, 6)
+DEVICE = click.Choice(["auto", "cpu", "cuda"])
+
+
+class LalicGroup(click.Group):
+    """Turns the library's user-facing errors into one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except errors.USER_ERRORS as e:
+            err.print(f"lalic: error: {e}", markup=False)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            err.print("lalic: interrupted", markup=False)
+            ctx.exit(130)
+
+
+@click.group(cls=LalicGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lalic")
+def main() -> None:
+    """LALIC learned image codec: encode images to .lal files and back."""
+
+
+def _output_for(src: str, out_opt: str | None, many: bool, suffix: str) -> str:
+    if out_opt == "-" or (src == "-" and out_opt is None):
+        return "-"
+    if out_opt is not None:
+        if many or Path(out_opt).is_dir():
+            return str(Path(out_opt) / (Path(src).stem + suffix))
+        return out_opt
+    return str(Path(src).with_suffix(suffix))
+
+
+def _write(dest: str, data_or_writer, force: bool) -> None:
+    if dest == "-":
+        sys.stdout.buffer.write(data_or_writer)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write(dest, data_or_writer, force=force)
+
+
+def _run_batch(items: list[str], one, console: Console) -> None:
+    """Run ``one`` per input; a bad input is reported and the rest still run."""
+    failures = []
+    for item in items:
+        try:
+            one(item)
+        except errors.USER_ERRORS as e:
+            if len(items) == 1:
+                raise
+            console.print(f"lalic: error: {item}: {e}", markup=False)
+            failures.append(item)
+    if failures:
+        console.print(f"lalic: {len(failures)} of {len(items)} inputs failed: {', '.join(failures)}", markup=False)
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("-q", "--quality", type=QUALITY, default=3, show_default=True, help="1 (smallest) .. 6 (best).")
+@click.option("-o", "--output", help="Output file, folder (several inputs) or - for stdout.")
+@click.option("--weights", help="Weights name or checkpoint path (default: the best available).")
+@click.option("--device", type=DEVICE, default="auto", show_default=True)
+@click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+def encode(images, quality, output, weights, device, max_pixels, force) -> None:
+    """Encode IMAGES (PNG, JPEG, WebP, ...; - for stdin) to .lal files."""
+    from .codec import DEFAULT_MAX_PIXELS, encode_prepared
+    from .image import open_image, prepare
+
+    console = err if (output == "-" or "-" in images) else out
+
+    def one(src: str) -> None:
+        dest = _output_for(src, output, len(images) > 1, ".lal")
+        if dest != "-" and Path(dest).exists() and not force:
+            raise OutputExistsError(f"{dest} exists (use --force to overwrite)")
+        img = open_image(sys.stdin.buffer.read() if src == "-" else src)
+        t0 = time.perf_counter()
+        enc = encode_prepared(prepare(img), quality, weights=weights, device=device,
+                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+        dt = time.perf_counter() - t0
+        _write(dest, enc.data, force)
+        for note in enc.notes:
+            console.print(f"note: {src}: {note}", markup=False)
+        console.print(
+            f"{src} -> {dest}  {enc.header.width}x{enc.header.height}  {len(enc.data):,} B  "
+            f"{enc.bpp:.4f} bpp  q{quality:g}  {dt:.2f} s",
+            markup=False,
+        )
+
+    _run_batch(list(images), one, console)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output image (format from extension), folder, or - for stdout (PNG).")
+@click.option("--weights", help="Weights name or checkpoint path (default: the ones the file names).")
+@click.option("--device", type=DEVICE, default="auto", show_default=True)
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+def decode(files, output, weights, device, force) -> None:
+    """Decode .lal FILES to images (PNG by default)."""
+    from .codec import decode as decode_lal
+
+    console = err if (output == "-" or "-" in files) else out
+
+    def one(src: str) -> None:
+        dest = _output_for(src, output, len(files) > 1, ".png")
+        if dest != "-" and Path(dest).exists() and not force:
+            raise OutputExistsError(f"{dest} exists (use --force to overwrite)")
+        data = sys.stdin.buffer.read() if src == "-" else _read(src)
+        t0 = time.perf_counter()
+        dec = decode_lal(data, weights=weights, device=device)
+        dt = time.perf_counter() - t0
+        if dest == "-":
+            import io
+
+            buf = io.BytesIO()
+            dec.image.save(buf, format="PNG", icc_profile=dec.image.info.get("icc_profile"))
+            _write(dest, buf.getvalue(), force)
+        else:
+            fmt = _format_for(dest)
+            _write(dest, lambda p: dec.image.save(p, format=fmt, **_save_options(dec.image, fmt)), force)
+        console.print(f"{src} -> {dest}  {dec.header.width}x{dec.header.height}  {dt:.2f} s", markup=False)
+
+    _run_batch(list(files), one, console)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise errors.InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise errors.InputError(f"{path}: is a directory") from None
+
+
+def _format_for(dest: str) -> str:
+    from PIL import Image
+
+    ext = Path(dest).suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None:
+        raise errors.InputError(f"{dest}: unknown image format {ext or '(no extension)'}")
+    return fmt
+
+
+def _save_options(img, fmt: str) -> dict:
+    opts = {}
+    if img.info.get("icc_profile") and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        opts["icc_profile"] = img.info["icc_profile"]
+    if fmt in ("JPEG", "WEBP"):
+        opts["quality"] = 95
+    return opts
+
+
+@main.command()
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(file, as_json) -> None:
+    """Show the header of a .lal FILE without decoding it."""
+    from .bitstream import unpack
+
+    data = sys.stdin.buffer.read() if file == "-" else _read(file)
+    lal = unpack(data, max_pixels=None)
+    h = lal.header
+    fields = {
+        "file_size": len(data),
+        "weights": h.weights_name,
+        "weights_hash": h.weights_hash.hex(),
+        "quality": h.quality,
+        "width": h.width,
+        "height": h.height,
+        "mode": h.mode,
+        "bit_depth": h.bit_depth,
+        "pad": list(h.pad),
+        "z_shape": list(h.z_shape),
+        "channel_groups": h.num_groups,
+        "y_string_bytes": [len(s) for s in lal.y_strings],
+        "z_string_bytes": len(lal.z_string),
+        "extras": {k: len(v) for k, v in lal.extras.items()},
+        "encoded_on": h.device_class,
+        "symbols_crc": f"{h.symbols_crc:08x}",
+        "bpp": 8 * len(data) / (h.width * h.height),
+    }
+    if as_json:
+        click.echo(json.dumps(fields, indent=2))
+        return
+    table = Table(show_header=False, box=None)
+    for k, v in fields.items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) and k == "bpp" else str(v))
+    out.print(table)
+
+
+@main.group()
+def weights() -> None:
+    """List and import model weights."""
+
+
+@weights.command("list")
+def weights_list() -> None:
+    """Show known weights, whether each is available, and where it is looked for."""
+    from .zoo.registry import catalogue, weights_dir
+
+    table = Table(title=f"weights (imported ones live in {weights_dir()})")
+    for col in ("name", "kind", "config", "quality", "lambda", "status", "path"):
+        table.add_column(col)
+    for e in catalogue():
+        q = "variable" if e.variable_rate else f"{e.quality:g}"
+        status = "[green]available[/]" if e.available else "[red]missing[/]"
+        table.add_row(e.name, e.kind, e.config, q, f"{e.lmbda:g}" if e.lmbda else "", status, str(e.path or ""))
+    out.print(table)
+
+
+@weights.command("import")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-q", "--quality", type=click.IntRange(1, 6), required=True, help="Quality level of this checkpoint.")
+@click.option("--name", help="Name to store it under (default lalic-mse-qN).")
+@click.option("-f", "--force", is_flag=True, help="Replace weights already imported under that name.")
+def weights_import(checkpoint, quality, name, force) -> None:
+    """Verify an official-layout CHECKPOINT (.pth), fold OmniShift and store a compact copy."""
+    from .zoo.registry import import_checkpoint
+
+    if not checkpoint.is_file():
+        raise errors.InputError(f"{checkpoint}: no such file")
+    entry = import_checkpoint(checkpoint, quality, name=name, force=force)
+    out.print(
+        f"imported {checkpoint} as {entry.name} (config {entry.config}, quality {quality}) -> {entry.path}\n"
+        f"sha256 {entry.sha256}",
+        markup=False,
+    )
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Folder of training images.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoint, weights).")
+@click.option("--config", "config_name", default="lite", show_default=True, help="Model config (see configs registry).")
+@click.option("--lambda", "lmbda", type=float, help="Fixed-rate training at this lambda.")
+@click.option("--variable-rate", is_flag=True, help="One model for q1..q6 (gain units).")
+@click.option("--steps", type=click.IntRange(1), default=10000, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--patch", type=click.IntRange(64), default=128, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(1), default=500, show_default=True)
+@click.option("--val-data", type=click.Path(file_okay=False), help="Held-out images for periodic validation.")
+@click.option("--val-every", type=click.IntRange(1), default=500, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", type=click.Path(dir_okay=False), help="Checkpoint to continue from exactly.")
+@click.option("--export", "export_name", help="After training, write weights NAME.safetensors into --out.")
+def train(config_name, lmbda, variable_rate, resume, export_name, **kw) -> None:
+    """Train LALIC on a folder of images (lambda*255^2*MSE + bpp)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .models import get_config
+    from .train import Trainer, TrainConfig
+
+    try:
+        get_config(config_name)
+    except KeyError as e:
+        raise errors.InputError(str(e.args[0])) from None
+    cfg = TrainConfig(config=config_name, lmbda=lmbda, variable_rate=variable_rate, **kw)
+    trainer = Trainer(cfg, resume=resume)
+    columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err, disable=trainer.rank != 0) as bar:
+        task = bar.add_task("train", total=cfg.steps, completed=trainer.step, stats="")
+
+        def on_step(step: int, m: dict) -> None:
+            stats = f"loss {m['loss']:.3f}  bpp {m['bpp']:.3f}  psnr {m['psnr']:.2f}  {m['steps_per_s']:.2f} it/s"
+            if "val_psnr" in m:
+                bar.console.print(f"step {step}: val bpp {m['val_bpp']:.4f}  val psnr {m['val_psnr']:.2f}")
+            bar.update(task, completed=step, stats=stats)
+
+        trainer.run(on_step)
+    if export_name and trainer.rank == 0:
+        out.print(f"weights: {trainer.export_weights(export_name)}", markup=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""The errors a user can cause. The CLI prints them in one line and exits 2."""
+
+from __future__ import annotations
+
+
+class LalicError(ValueError):
+    """Base of every error caused by input, files or settings rather than by a bug."""
+
+
+class InputError(LalicError):
+    """A missing or unusable input path or option value."""
+
+
+class DecodeError(LalicError):
+    """A file that parses but cannot be decoded correctly."""
+
+
+USER_ERRORS = (LalicError,)

@@ -1,0 +1,158 @@
+"""BiWKV, the bidirectional WKV operator of Vision-RWKV.
+
+For per-channel ``w, u`` (shape C) and ``k, v`` (shape B x T x C), for every b, t, c::
+
+    y[t] = ( sum_{i != t} exp(-(|t-i| - 1) * w + k[i]) * v[i]  +  exp(u + k[t]) * v[t] )
+         / ( sum_{i != t} exp(-(|t-i| - 1) * w + k[i])         +  exp(u + k[t]) )
+
+Implementations:
+
+* :func:`biwkv_reference` - the naive O(T^2) formula in float64 (tests only);
+* :func:`biwkv_torch` - exact, O(T*C), pure PyTorch (log-space scans in float64),
+  differentiable by autograd, any device;
+* the compiled kernels in ``lalic_cli.kernels`` (CPU: C++/OpenMP, CUDA), float32.
+
+:func:`biwkv` picks the kernel for the tensors' device and falls back to
+:func:`biwkv_torch`; ``impl="torch"|"kernel"`` or ``LALIC_BIWKV=torch|kernel``
+forces a path.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.autograd.function import once_differentiable
+
+__all__ = ["biwkv", "biwkv_reference", "biwkv_torch"]
+
+
+def _check_shapes(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    if k.dim() != 3 or v.shape != k.shape:
+        raise ValueError(f"biwkv: k and v must be B x T x C with equal shapes, got {tuple(k.shape)}, {tuple(v.shape)}")
+    c = k.shape[-1]
+    if w.shape != (c,) or u.shape != (c,):
+        raise ValueError(f"biwkv: w and u must have shape ({c},), got {tuple(w.shape)}, {tuple(u.shape)}")
+
+
+def biwkv_reference(w, u, k, v, *, max_elements: int = 1 << 22) -> torch.Tensor:
+    """The formula above, term by term, in float64 (O(T^2); rows in blocks to bound memory).
+
+    Each row is shifted by its own maximum log-weight before exponentiating, which
+    changes nothing mathematically but avoids overflow for large ``|w| * T``.
+    """
+    _check_shapes(w, u, k, v)
+    w, u, k, v = (x.detach().to(torch.float64) for x in (w, u, k, v))
+    B, T, C = k.shape
+    pos = torch.arange(T, device=k.device)
+    rows = max(1, max_elements // max(1, B * T * C))
+    out = torch.empty_like(k)
+    for s in range(0, T, rows):
+        t = pos[s : s + rows]
+        dist = (t[:, None] - pos[None, :]).abs().to(torch.float64)  # R x T (row t, column i)
+        logw = -(dist - 1)[None, :, :, None] * w + k[:, None, :, :]  # B x R x T x C
+        centre = (u + k[:, t, :])[:, :, None, :]  # B x R x 1 x C
+        logw = torch.where((dist == 0)[None, :, :, None], centre, logw)
+        e = torch.exp(logw - logw.amax(dim=2, keepdim=True))
+        out[:, s : s + rows] = (e * v[:, None]).sum(2) / e.sum(2)
+    return out
+
+
+def _exclusive_logcumsumexp(x: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """log sum_{i<t} exp(x_i) (or sum_{i>t} when reverse) along dim 1; -inf when empty."""
+    if reverse:
+        x = x.flip(1)
+    s = torch.logcumsumexp(x, dim=1)
+    s = torch.cat([torch.full_like(s[:, :1], float("-inf")), s[:, :-1]], dim=1)
+    return s.flip(1) if reverse else s
+
+
+def biwkv_torch(w, u, k, v) -> torch.Tensor:
+    """Exact BiWKV in O(B*T*C) time and memory with log-space scans (float64).
+
+    past:   sum_{i<t} e^{k_i - (t-1-i) w} x_i = e^{-(t-1) w} sum_{i<t} e^{k_i + i w} x_i
+    future: sum_{i>t} e^{k_i - (i-1-t) w} x_i = e^{(t+1) w}  sum_{i>t} e^{k_i - i w} x_i
+    Both are exclusive logcumsumexp scans of ``k_i +- i w + log x_i`` for x in
+    {1, relu(v), relu(-v)}; the three parts are combined after subtracting the
+    per-position maximum of the denominator terms.  Differentiable by autograd.
+    Returns the promoted dtype of k and v.
+    """
+    _check_shapes(w, u, k, v)
+    out_dtype = torch.promote_types(k.dtype, v.dtype)
+    f64 = torch.float64
+    w, u, k, v = (x.to(f64) for x in (w, u, k, v))
+    T = k.shape[1]
+    iw = torch.arange(T, dtype=f64, device=k.device)[:, None] * w  # T x C
+    tiny = 1e-300  # log(tiny) ~ -691: the clamped part contributes ~1e-300 relative
+    logs = {"den": None, "pos": torch.log(v.clamp(min=tiny)), "neg": torch.log((-v).clamp(min=tiny))}
+    centre = u + k
+    parts = {}
+    for name, lx in logs.items():
+        past = k + iw if lx is None else k + iw + lx
+        futr = k - iw if lx is None else k - iw + lx
+        parts[name] = (
+            (w - iw) + _exclusive_logcumsumexp(past, reverse=False),
+            (w + iw) + _exclusive_logcumsumexp(futr, reverse=True),
+            centre if lx is None else centre + lx,
+        )
+    # y does not depend on the shift, so it is detached (no gradient through max)
+    m = torch.maximum(torch.maximum(parts["den"][0], parts["den"][1]), centre).detach()
+
+    def total(name: str) -> torch.Tensor:
+        a, b, c = parts[name]
+        return torch.exp(a - m) + torch.exp(b - m) + torch.exp(c - m)
+
+    y = (total("pos") - total("neg")) / total("den")
+    return y.to(out_dtype)
+
+
+class _BiWKVKernel(torch.autograd.Function):
+    """Autograd wrapper of a compiled extension (float32, contiguous inputs)."""
+
+    @staticmethod
+    def forward(ctx, ext, w, u, k, v):
+        ctx.ext = ext
+        ctx.save_for_backward(w, u, k, v)
+        return ext.forward(w, u, k, v)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy):
+        w, u, k, v = ctx.saved_tensors
+        gw, gu, gk, gv = ctx.ext.backward(w, u, k, v, gy.contiguous())
+        return None, gw, gu, gk, gv
+
+
+def _kernel_for(device: torch.device):
+    from lalic_cli.kernels import load_extension
+
+    if device.type == "cuda":
+        return load_extension("cuda")
+    if device.type == "cpu":
+        return load_extension("cpu")
+    return None
+
+
+def biwkv(w, u, k, v, *, impl: str | None = None) -> torch.Tensor:
+    """BiWKV on the fastest available path for the tensors' device.
+
+    ``impl``: None (automatic: compiled kernel, else :func:`biwkv_torch`), "torch" or
+    "kernel" (raises if the kernel cannot be used).  When ``impl`` is None the
+    environment variable ``LALIC_BIWKV`` (same values) is honoured.  The kernels
+    compute in float32; the result has the promoted dtype of k and v.
+    """
+    _check_shapes(w, u, k, v)
+    choice = impl if impl is not None else (os.environ.get("LALIC_BIWKV") or None)
+    if choice not in (None, "auto", "torch", "kernel"):
+        raise ValueError(f"biwkv: unknown implementation {choice!r} (expected 'torch' or 'kernel')")
+    if choice == "torch":
+        return biwkv_torch(w, u, k, v)
+    ext = _kernel_for(k.device)
+    if ext is None:
+        if choice == "kernel":
+            raise RuntimeError(f"biwkv: no compiled kernel available for device {k.device}")
+        return biwkv_torch(w, u, k, v)
+    out_dtype = torch.promote_types(k.dtype, v.dtype)
+    f32 = torch.float32
+    w, u, k, v = (x.to(device=k.device, dtype=f32).contiguous() for x in (w, u, k, v))
+    return _BiWKVKernel.apply(ext, w, u, k, v).to(out_dtype)

@@ -1,0 +1,263 @@
+"""Training LALIC: the paper's rate-distortion objective, exact resume, DDP under torchrun."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from PIL import Image
+
+from .errors import InputError
+from .fileio import atomic_write
+from .models import LALIC, get_config
+from .zoo.registry import save_weights
+
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)  # q1..q6, the official levels
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    config: str = "lite"
+    lmbda: float | None = None  # fixed-rate training when given
+    variable_rate: bool = False
+    steps: int = 10000
+    batch: int = 8
+    patch: int = 128
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    clip: float = 1.0
+    lr_drop_at: float = 0.85  # fraction of steps after which lr is divided by 10
+    checkpoint_every: int = 500
+    val_data: str | None = None
+    val_every: int = 500
+    val_limit: int = 4
+    device: str = "cpu"
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: no images found")
+    return files
+
+
+class CropDataset:
+    """All training images held in memory as uint8; random crops and flips on demand."""
+
+    def __init__(self, folder: str | Path, patch: int):
+        self.patch = patch
+        self.images = []
+        for p in list_images(folder):
+            img = Image.open(p).convert("RGB")
+            if min(img.size) < patch:
+                scale = patch / min(img.size)
+                img = img.resize((math.ceil(img.width * scale), math.ceil(img.height * scale)), Image.BICUBIC)
+            self.images.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
+
+    def batch(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        out = []
+        for _ in range(n):
+            img = self.images[int(torch.randint(len(self.images), (1,), generator=gen))]
+            h, w = img.shape[-2:]
+            top = int(torch.randint(h - self.patch + 1, (1,), generator=gen))
+            left = int(torch.randint(w - self.patch + 1, (1,), generator=gen))
+            crop = img[:, top: top + self.patch, left: left + self.patch]
+            if torch.rand((), generator=gen) < 0.5:
+                crop = crop.flip(-1)
+            if torch.rand((), generator=gen) < 0.5:
+                crop = crop.flip(-2)
+            out.append(crop)
+        return torch.stack(out).float().div_(255.0)
+
+
+def rd_loss(out: dict, x: torch.Tensor, lmbda: torch.Tensor) -> dict:
+    """``lambda * 255^2 * MSE + bpp`` per image, averaged; lambda may differ per image."""
+    n, _, h, w = x.shape
+    bits = sum(
+        (-torch.log2(l)).reshape(n, -1).sum(1) for l in out["likelihoods"].values()
+    )
+    bpp = bits / (h * w)
+    mse = F.mse_loss(out["x_hat"], x, reduction="none").reshape(n, -1).mean(1)
+    loss = (lmbda * 255**2 * mse + bpp).mean()
+    psnr = 10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10)).mean()
+    return {"loss": loss, "bpp": bpp.mean(), "mse": mse.mean(), "psnr": psnr}
+
+
+def build_optimizers(model: LALIC, cfg: TrainConfig):
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    aux = [p for n, p in params.items() if n.endswith(".quantiles")]
+    main = [p for n, p in params.items() if not n.endswith(".quantiles")]
+    return torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+class Trainer:
+    """One training run; ``run`` can be interrupted and resumed exactly."""
+
+    def __init__(self, cfg: TrainConfig, resume: str | None = None, progress=None):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if cfg.device == "cuda" else "gloo")
+        if cfg.device == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        self.device = torch.device(cfg.device, torch.cuda.current_device()) if cfg.device == "cuda" else torch.device("cpu")
+        if not cfg.variable_rate and cfg.lmbda is None:
+            raise InputError("give --lambda L (fixed rate) or --variable-rate")
+        torch.manual_seed(cfg.seed)
+        self.model = LALIC(**get_config(cfg.config).kwargs(), num_rates=len(LAMBDAS) if cfg.variable_rate else 0)
+        self.model.to(self.device).train()
+        self.net = self.model
+        if self.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if cfg.device == "cuda" else None,
+            )
+        self.opt, self.aux_opt = build_optimizers(self.model, cfg)
+        self.step = 0
+        self.data = CropDataset(cfg.data, cfg.patch)
+        self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
+        self.progress = progress
+        if resume:
+            self.load(resume)
+
+    # -- state -------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "aux_opt": self.aux_opt.state_dict(),
+            "step": self.step,
+            "gen": self.gen.get_state(),
+            "rng": _rng_state(),
+            "config": asdict(self.cfg),
+        }
+
+    def load(self, path: str) -> None:
+        st = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["opt"])
+        self.aux_opt.load_state_dict(st["aux_opt"])
+        self.step = st["step"]
+        self.gen.set_state(st["gen"])
+        _set_rng_state(st["rng"])
+
+    def save_checkpoint(self) -> Path | None:
+        if self.rank != 0:
+            return None
+        self.out.mkdir(parents=True, exist_ok=True)
+        dest = self.out / "checkpoint.pt"
+        atomic_write(dest, lambda p: torch.save(self.state(), p), force=True)
+        return dest
+
+    def export_weights(self, name: str, dtype=torch.float32) -> Path:
+        """The trained model as canonical safetensors with coder-independent metadata."""
+        dest = self.out / f"{name}.safetensors"
+        meta = {"config": self.cfg.config, "quality": "variable" if self.cfg.variable_rate else "",
+                "lambda": "" if self.cfg.lmbda is None else str(self.cfg.lmbda), "steps": str(self.step)}
+        save_weights(self.model.state_dict(), dest, meta, dtype=dtype)
+        return dest
+
+    # -- loop --------------------------------------------------------------------------
+    def _lambdas(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.cfg.variable_rate:
+            return torch.full((n,), self.cfg.lmbda), None
+        idx = torch.randint(len(LAMBDAS), (n,), generator=self.gen)
+        return torch.tensor(LAMBDAS)[idx], (idx + 1).float()
+
+    def _set_lr(self) -> None:
+        lr = self.cfg.lr * (0.1 if self.step >= self.cfg.lr_drop_at * self.cfg.steps else 1.0)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+
+    def train_step(self) -> dict:
+        x = self.data.batch(self.cfg.batch, self.gen).to(self.device)
+        lmbda, quality = self._lambdas(x.shape[0])
+        self._set_lr()
+        self.opt.zero_grad(set_to_none=True)
+        self.aux_opt.zero_grad(set_to_none=True)
+        out = self.net(x, quality.to(self.device) if quality is not None else None)
+        metrics = rd_loss(out, x, lmbda.to(self.device))
+        metrics["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        self.opt.step()
+        aux = self.model.aux_loss()
+        aux.backward()
+        if self.world > 1:  # the aux loss runs outside DDP's forward, so average by hand
+            for group in self.aux_opt.param_groups:
+                for p in group["params"]:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.world
+        self.aux_opt.step()
+        self.step += 1
+        return {k: float(v) for k, v in metrics.items()} | {"aux": float(aux)}
+
+    @torch.no_grad()
+    def validate(self) -> dict | None:
+        if not self.cfg.val_data:
+            return None
+        self.model.eval()
+        q = None if not self.cfg.variable_rate else 3.0
+        lmbda = self.cfg.lmbda if self.cfg.lmbda is not None else LAMBDAS[2]
+        rows = []
+        for p in list_images(self.cfg.val_data)[: self.cfg.val_limit]:
+            img = torch.from_numpy(np.asarray(Image.open(p).convert("RGB")).copy()).permute(2, 0, 1)
+            x = img[None].float().div(255).to(self.device)
+            h, w = x.shape[-2:]
+            x = x[..., : h - h % 64, : w - w % 64]
+            rows.append(rd_loss(self.model(x, q), x, torch.tensor([lmbda], device=self.device)))
+        self.model.train()
+        return {k: float(sum(float(r[k]) for r in rows) / len(rows)) for k in ("loss", "bpp", "psnr")}
+
+    def run(self, on_step=None) -> None:
+        """Train to ``cfg.steps``; checkpoints periodically and on exit, Ctrl-C included."""
+        stop = {"flag": False}
+
+        def request_stop(*_):
+            stop["flag"] = True
+
+        previous = signal.signal(signal.SIGTERM, request_stop) if self.rank == 0 else None
+        t0, s0 = time.perf_counter(), self.step
+        try:
+            while self.step < self.cfg.steps and not stop["flag"]:
+                m = self.train_step()
+                m["steps_per_s"] = (self.step - s0) / (time.perf_counter() - t0)
+                if self.step % self.cfg.val_every == 0:
+                    val = self.validate()
+                    if val:
+                        m.update({f"val_{k}": v for k, v in val.items()})
+                if on_step:
+                    on_step(self.step, m)
+                if self.step % self.cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+        finally:
+            self.save_checkpoint()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)

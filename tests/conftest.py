@@ -1,0 +1,74 @@
+"""Shared fixtures: the spec folder beside the checkout, and tiny official-layout weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SPEC = SHARED / "spec"
+KODAK = SHARED / "data" / "kodak"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} not available (the shared folder is not beside this checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict:
+    return torch.load(need(SPEC / "lalic-tiny-golden.pt"), weights_only=False)
+
+
+def tiny_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights for the tiny config, in the full official layout (aliases, empty tables)."""
+    from lalic_cli.models import LALIC, get_config
+
+    torch.manual_seed(seed)
+    model = LALIC(**get_config("tiny").kwargs())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("decay", "boost")):
+                p.uniform_(-3, 3)
+            elif "entropy_bottleneck" not in name:
+                p.add_(0.05 * torch.randn_like(p))
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch) -> Path:
+    """An empty LALIC_WEIGHTS folder for this test."""
+    d = tmp_path / "weights"
+    d.mkdir()
+    monkeypatch.setenv("LALIC_WEIGHTS", str(d))
+    return d
+
+
+@pytest.fixture
+def tiny_checkpoints(tmp_path, weights_dir) -> dict[int, Path]:
+    """Official-layout .pth files (tiny config) for qualities 1 and 3, imported into weights_dir."""
+    from lalic_cli.zoo.registry import import_checkpoint
+
+    paths = {}
+    for q in (1, 3):
+        p = tmp_path / f"lalic-mse-q{q}.pth"
+        torch.save(tiny_state_dict(seed=q), p)
+        import_checkpoint(p, q)
+        paths[q] = p
+    return paths
+
+
+@pytest.fixture
+def sample_png(tmp_path) -> Path:
+    """A smooth 96x80 RGB image with some texture."""
+    from PIL import Image
+
+    y, x = torch.meshgrid(torch.linspace(0, 1, 80), torch.linspace(0, 1, 96), indexing="ij")
+    rgb = torch.stack([x, y, 0.5 + 0.4 * torch.sin(12 * x * y)], -1)
+    p = tmp_path / "sample.png"
+    Image.fromarray((rgb * 255).round().byte().numpy(), "RGB").save(p)
+    return p
