@@ -79,8 +79,9 @@ BW_HD void scales(float diff, float& so, float& sn) {
 // amax / bmax tell whether A / B is the maximum (neither: C is).
 BW_HD void combine3(float xa, float xb, float xab, float& fa, float& fb,
                     float& fc, bool& amax, bool& bmax) {
-  amax = xa >= 0.0f && xab >= 0.0f;
-  bmax = !amax && xb >= 0.0f && xab < 0.0f;
+  // '&' rather than '&&': no branches, so the CPU loops vectorise
+  amax = (xa >= 0.0f) & (xab >= 0.0f);
+  bmax = (!amax) & (xb >= 0.0f) & (xab < 0.0f);
   fa = fexp(amax ? 0.0f : (bmax ? xab : xa));
   fb = fexp(amax ? -xab : (bmax ? 0.0f : xb));
   fc = fexp(amax ? -xa : (bmax ? -xb : 0.0f));

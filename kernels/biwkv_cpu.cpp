@@ -1,33 +1,42 @@
 // BiWKV (bidirectional WKV of Vision-RWKV) on the CPU.
 //
-// Layout B x T x C, C contiguous.  Work is split into tasks (batch, block of
-// kBlock channels) run in parallel with OpenMP; inside a task the time loop is
-// outer and the channel loop inner, so it vectorises across channels.  Channels
-// left over after the full blocks are done one per task.  See biwkv_common.h for
-// the numerical scheme; the per-task scratch is O(T * kBlock).
+// Layout B x T x C, C contiguous.  Work is split into tasks (batch element,
+// block of kBlock channels) run in parallel with OpenMP; inside a task the time
+// loop is outer and the channel loop inner, so it vectorises across channels.
+// Channels left after the full blocks are done one per task.  See
+// biwkv_common.h for the numerical scheme.
+//
+// y_t needs the past sums (a forward scan) and the future sums (a backward
+// scan) at the same t.  To stay within cache the future scan is run twice: a
+// first pass keeps only its state at the end of every chunk of kChunk steps,
+// then, chunk by chunk, the future states are recomputed into a small buffer
+// and consumed by the forward scan.  The running sums are accumulated in double
+// (float32 sums lose ~1e-4 relative accuracy at T ~ 1e5); the exponentials
+// are float32 with exact integer bookkeeping of the decay.
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <vector>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "biwkv_common.h"
 
-#ifndef BIWKV_ACC
-#define BIWKV_ACC float
-#endif
-
 namespace {
 
-using acc_t = BIWKV_ACC;  // type of the running sums
+using acc_t = double;
 using biwkv::combine3;
 using biwkv::fexp;
 using biwkv::kEmpty;
 using biwkv::scales;
 
-constexpr int kBlock = 16;
+#ifndef BIWKV_BLOCK
+#define BIWKV_BLOCK 8
+#endif
+#ifndef BIWKV_PF
+#define BIWKV_PF 16
+#endif
+constexpr int kBlock = BIWKV_BLOCK;     // channels per task (one AVX2 float vector)
+constexpr int kPrefetch = BIWKV_PF;
+constexpr int kChunk = 256;   // time steps per cached chunk of future states
 
 struct Problem {
   const float *w, *u, *k, *v, *gy;
@@ -36,26 +45,32 @@ struct Problem {
   int64_t B, T, C;
 };
 
-// Future sums F_t, f_t (and with DERIV their w-derivatives
-// F'_t = sum_{i>t} (i-1-t) e^{..} v_i, f'_t) for W channels starting at `off`,
-// stored in S[t] (NS slots of W values) before term t is added:
-//   slots 0 F, 1 f, 2 reference base, 3 reference anchor, [4 F', 5 f'].
+struct Scratch {
+  std::vector<acc_t> ckpt, chunk;
+  std::vector<float> rec;
+};
+
+// One-sided running sums for W channels, relative to their reference term:
+//   n = sum e^{l_i - l_ref} v_i, d = sum e^{l_i - l_ref},
+//   with DERIV also nd, dd: the same weighted by the distance factor (|x-i|-1),
+//   i.e. minus the derivatives with respect to w.
+// The reference log-weight at position x is rb - (x - ra) w for past sums
+// (terms i < x) and rb - (ra - x) w for future sums (terms i > x).
 template <int W, bool DERIV>
-void future_scan(const Problem& P, int64_t off, const float* w, acc_t* S) {
-  constexpr int NS = DERIV ? 6 : 4;
+struct Sums {
+  static constexpr int NS = DERIV ? 6 : 4;  // slots of W values in store()
   acc_t n[W], d[W], nd[W], dd[W];
   float rb[W], ra[W];
-  for (int c = 0; c < W; ++c) {
-    n[c] = d[c] = nd[c] = dd[c] = 0;
-    rb[c] = kEmpty;
-    ra[c] = 0.0f;
+
+  void reset() {
+    for (int c = 0; c < W; ++c) {
+      n[c] = d[c] = nd[c] = dd[c] = 0;
+      rb[c] = kEmpty;
+      ra[c] = 0.0f;
+    }
   }
-  for (int64_t t = P.T - 1; t >= 0; --t) {
-    const float* kt = P.k + off + t * P.C;
-    const float* vt = P.v + off + t * P.C;
-    acc_t* s = S + t * NS * W;
-    const float tf = static_cast<float>(t);
-#pragma omp simd
+  // slots: 0 n, 1 d, 2 rb, 3 ra, [4 nd, 5 dd]
+  void store(acc_t* s) const {
     for (int c = 0; c < W; ++c) {
       s[c] = n[c];
       s[W + c] = d[c];
@@ -65,11 +80,34 @@ void future_scan(const Problem& P, int64_t off, const float* w, acc_t* S) {
         s[4 * W + c] = nd[c];
         s[5 * W + c] = dd[c];
       }
-      // term t seen from x <= t-1 has log-weight k_t - (t-1-x) w: anchor t-1
-      const float diff = (rb[c] - kt[c]) - (ra[c] - tf + 1.0f) * w[c];
+    }
+  }
+  void load(const acc_t* s) {
+    for (int c = 0; c < W; ++c) {
+      n[c] = s[c];
+      d[c] = s[W + c];
+      rb[c] = static_cast<float>(s[2 * W + c]);
+      ra[c] = static_cast<float>(s[3 * W + c]);
+      if (DERIV) {
+        nd[c] = s[4 * W + c];
+        dd[c] = s[5 * W + c];
+      }
+    }
+  }
+  // Adds term t; afterwards the sums are those of position t+1 (PAST) or t-1.
+  template <bool PAST>
+  void push(const float* kt, const float* vt, float tf, const float* w, int64_t C) {
+    // rows are C floats apart: help the hardware prefetcher
+    const int64_t ahead = (PAST ? kPrefetch : -kPrefetch) * C;
+    __builtin_prefetch(kt + ahead);
+    __builtin_prefetch(vt + ahead);
+    const float anc = PAST ? tf + 1.0f : tf - 1.0f;  // anchor of term t
+#pragma omp simd
+    for (int c = 0; c < W; ++c) {
+      const float diff = (rb[c] - kt[c]) - (PAST ? anc - ra[c] : ra[c] - anc) * w[c];
       float so, sn;
       scales(diff, so, sn);
-      if (DERIV) {
+      if (DERIV) {  // the old terms move one step further away
         nd[c] = so * (nd[c] + n[c]);
         dd[c] = so * (dd[c] + d[c]);
       }
@@ -77,157 +115,168 @@ void future_scan(const Problem& P, int64_t off, const float* w, acc_t* S) {
       d[c] = so * d[c] + sn;
       const bool keep = diff >= 0.0f;
       rb[c] = keep ? rb[c] : kt[c];
-      ra[c] = keep ? ra[c] : tf - 1.0f;
+      ra[c] = keep ? ra[c] : anc;
     }
+  }
+};
+
+// Future sums of every chunk end (checkpoints), then per chunk the future sums
+// at each t (before term t is added) into `chunk`, and calls body(t0, t1).
+template <int W, bool DERIV, typename Body>
+void two_sided(const Problem& P, int64_t off, const float* w, Scratch& ws, Body body) {
+  using F = Sums<W, DERIV>;
+  const int64_t T = P.T, C = P.C, nchunks = (T + kChunk - 1) / kChunk;
+  ws.ckpt.resize(static_cast<size_t>(nchunks) * F::NS * W);
+  ws.chunk.resize(static_cast<size_t>(kChunk) * F::NS * W);
+  F fut;
+  fut.reset();
+  for (int64_t t = T - 1; t >= 0; --t) {
+    if (t == T - 1 || (t + 1) % kChunk == 0) fut.store(ws.ckpt.data() + (t / kChunk) * F::NS * W);
+    fut.template push<false>(P.k + off + t * C, P.v + off + t * C, static_cast<float>(t), w, C);
+  }
+  for (int64_t j = 0; j < nchunks; ++j) {
+    const int64_t t0 = j * kChunk, t1 = std::min(T, t0 + kChunk);
+    fut.load(ws.ckpt.data() + j * F::NS * W);
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      fut.store(ws.chunk.data() + (t - t0) * F::NS * W);
+      fut.template push<false>(P.k + off + t * C, P.v + off + t * C, static_cast<float>(t), w, C);
+    }
+    body(t0, t1);
   }
 }
 
+// Weights of the past (A), future (B) and centre terms at t, relative to the
+// largest; see combine3.  s: future sums at t (Sums::store layout).
+struct Mix {
+  float fa, fb, fc, lb, ln;  // lb - ln * w: log-weight of the largest term
+};
+
+inline Mix mix(float rba, float raa, float rbb, float rab, float tf, float kt, float u,
+               float w) {
+  const float na = tf - raa, nb = rab - tf;
+  const float ck = u + kt;
+  const float xa = (rba - ck) - na * w;
+  const float xb = (rbb - ck) - nb * w;
+  const float xab = (rba - rbb) - (na - nb) * w;
+  Mix m;
+  bool am, bm;
+  combine3(xa, xb, xab, m.fa, m.fb, m.fc, am, bm);
+  m.lb = am ? rba : (bm ? rbb : ck);
+  m.ln = am ? na : (bm ? nb : 0.0f);
+  return m;
+}
+
 template <int W>
-void forward_task(const Problem& P, int64_t b, int64_t c0, acc_t* S) {
-  const int64_t off = b * P.T * P.C + c0;
+void forward_task(const Problem& P, int64_t b, int64_t c0, Scratch& ws) {
+  const int64_t off = b * P.T * P.C + c0, C = P.C;
   float w[W], u[W];
   for (int c = 0; c < W; ++c) {
     w[c] = P.w[c0 + c];
     u[c] = P.u[c0 + c];
   }
-  future_scan<W, false>(P, off, w, S);
-
-  // past sums P_t, p_t; the reference's log-weight at x is rb - (x - ra) w
-  acc_t n[W], d[W];
-  float rb[W], ra[W];
-  for (int c = 0; c < W; ++c) {
-    n[c] = d[c] = 0;
-    rb[c] = kEmpty;
-    ra[c] = 0.0f;
-  }
-  for (int64_t t = 0; t < P.T; ++t) {
-    const float* kt = P.k + off + t * P.C;
-    const float* vt = P.v + off + t * P.C;
-    float* yt = P.y + off + t * P.C;
-    const acc_t* s = S + t * 4 * W;
-    const float tf = static_cast<float>(t);
+  Sums<W, false> past;
+  past.reset();
+  two_sided<W, false>(P, off, w, ws, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* kt = P.k + off + t * C;
+      const float* vt = P.v + off + t * C;
+      float* yt = P.y + off + t * C;
+      const acc_t* s = ws.chunk.data() + (t - t0) * 4 * W;
+      const float tf = static_cast<float>(t);
 #pragma omp simd
-    for (int c = 0; c < W; ++c) {
-      const float rbf = static_cast<float>(s[2 * W + c]);
-      const float na = tf - ra[c];
-      const float nb = static_cast<float>(s[3 * W + c]) - tf;
-      const float ck = u[c] + kt[c];
-      const float xa = (rb[c] - ck) - na * w[c];
-      const float xb = (rbf - ck) - nb * w[c];
-      const float xab = (rb[c] - rbf) - (na - nb) * w[c];
-      float fa, fb, fc;
-      bool am, bm;
-      combine3(xa, xb, xab, fa, fb, fc, am, bm);
-      const acc_t num = fa * n[c] + fb * s[c] + fc * vt[c];
-      const acc_t den = fa * d[c] + fb * s[W + c] + fc;
-      yt[c] = static_cast<float>(num / den);
-      // add term t: seen from x >= t+1 its log-weight is k_t - (x-1-t) w
-      const float diff = (rb[c] - kt[c]) - (tf + 1.0f - ra[c]) * w[c];
-      float so, sn;
-      scales(diff, so, sn);
-      n[c] = so * n[c] + sn * vt[c];
-      d[c] = so * d[c] + sn;
-      const bool keep = diff >= 0.0f;
-      rb[c] = keep ? rb[c] : kt[c];
-      ra[c] = keep ? ra[c] : tf + 1.0f;
+      for (int c = 0; c < W; ++c) {
+        const Mix m = mix(past.rb[c], past.ra[c], static_cast<float>(s[2 * W + c]),
+                          static_cast<float>(s[3 * W + c]), tf, kt[c], u[c], w[c]);
+        const acc_t num = m.fa * past.n[c] + m.fb * s[c] + m.fc * vt[c];
+        const acc_t den = m.fa * past.d[c] + m.fb * s[W + c] + m.fc;
+        yt[c] = static_cast<float>(num / den);
+      }
+      past.template push<true>(kt, vt, tf, w, C);
     }
-  }
+  });
 }
 
-// Gradients.  With D_t the denominator, a_ti = W_ti / D_t (W_tt = e^{u+k_t}):
+// Gradients.  With D_t the denominator and a_ti = W_ti / D_t (W_tt = e^{u+k_t}):
 //   gv_i = sum_t a_ti gy_t
 //   gk_i = sum_t a_ti gy_t (v_i - y_t)
 //   gu   = sum_t a_tt gy_t (v_t - y_t)
 //   gw   = -sum_t gy_t / D_t * sum_{i!=t} (|t-i|-1) W_ti (v_i - y_t)
 // The sums over t != i in gv, gk are again two-sided decaying sums, now with
-// keys -log D_t (kept as "-base + n w") and values g_t = gy_t / den_t,
-// g_t y_t, where den_t = D_t / (max term).  Pass 1 stores the future sums and
-// their w-derivatives, pass 2 (forward in t) finishes y_t, gu, gw and the
-// past half of gv, gk, pass 3 (backward in t) adds the future half.
+// log-keys -log(largest term of D_t) = -lb + ln w and values g_t = gy_t / den_t
+// and g_t y_t (den_t = D_t / largest term, in [1, 2T]).  The forward pass
+// finishes y_t, gu, gw and the past half of gv, gk and records (lb, ln, y, g);
+// a last backward pass adds the future half.
 template <int W>
-void backward_task(const Problem& P, int64_t b, int64_t c0, acc_t* S) {
-  constexpr int NS = 6;
-  const int64_t off = b * P.T * P.C + c0;
+void backward_task(const Problem& P, int64_t b, int64_t c0, Scratch& ws) {
+  const int64_t off = b * P.T * P.C + c0, C = P.C;
   float w[W], u[W];
   for (int c = 0; c < W; ++c) {
     w[c] = P.w[c0 + c];
     u[c] = P.u[c0 + c];
   }
-  future_scan<W, true>(P, off, w, S);
-
-  acc_t n[W], d[W], nd[W], dd[W];  // past sums and their w-derivatives
-  float rb[W], ra[W];
-  acc_t p1[W], p2[W];  // past gradient sums of g and g*y
+  ws.rec.resize(static_cast<size_t>(P.T) * 4 * W);
+  Sums<W, true> past;
+  past.reset();
+  acc_t p1[W], p2[W];  // past gradient sums of g and g*y, reference (gb, ga)
   float gb[W], ga[W];
   double gwa[W], gua[W];
   for (int c = 0; c < W; ++c) {
-    n[c] = d[c] = nd[c] = dd[c] = p1[c] = p2[c] = 0;
-    rb[c] = gb[c] = kEmpty;
-    ra[c] = ga[c] = 0.0f;
+    p1[c] = p2[c] = 0;
+    gb[c] = kEmpty;
+    ga[c] = 0.0f;
     gwa[c] = gua[c] = 0.0;
   }
-  for (int64_t t = 0; t < P.T; ++t) {
-    const float* kt = P.k + off + t * P.C;
-    const float* vt = P.v + off + t * P.C;
-    const float* gyt = P.gy + off + t * P.C;
-    acc_t* s = S + t * NS * W;
-    const float tf = static_cast<float>(t);
+  two_sided<W, true>(P, off, w, ws, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* kt = P.k + off + t * C;
+      const float* vt = P.v + off + t * C;
+      const float* gyt = P.gy + off + t * C;
+      float* gkt = P.gk + off + t * C;
+      float* gvt = P.gv + off + t * C;
+      const acc_t* s = ws.chunk.data() + (t - t0) * 6 * W;
+      float* r = ws.rec.data() + t * 4 * W;
+      const float tf = static_cast<float>(t);
+      __builtin_prefetch(gyt + kPrefetch * C);
+      __builtin_prefetch(gkt + kPrefetch * C, 1);
+      __builtin_prefetch(gvt + kPrefetch * C, 1);
 #pragma omp simd
-    for (int c = 0; c < W; ++c) {
-      const acc_t nB = s[c], dB = s[W + c], ndB = s[4 * W + c], ddB = s[5 * W + c];
-      const float rbf = static_cast<float>(s[2 * W + c]);
-      const float na = tf - ra[c];
-      const float nb = static_cast<float>(s[3 * W + c]) - tf;
-      const float ck = u[c] + kt[c];
-      const float xa = (rb[c] - ck) - na * w[c];
-      const float xb = (rbf - ck) - nb * w[c];
-      const float xab = (rb[c] - rbf) - (na - nb) * w[c];
-      float fa, fb, fc;
-      bool am, bm;
-      combine3(xa, xb, xab, fa, fb, fc, am, bm);
-      const acc_t num = fa * n[c] + fb * nB + fc * vt[c];
-      const acc_t den = fa * d[c] + fb * dB + fc;
-      const acc_t y = num / den;
-      const acc_t g = gyt[c] / den;
-      const acc_t diag = fc * g;  // a_tt gy_t
-      gua[c] += static_cast<double>(diag * (vt[c] - y));
-      gwa[c] -= static_cast<double>(g * ((fa * nd[c] + fb * ndB) - y * (fa * dd[c] + fb * ddB)));
-      // log of the largest term of D_t is lb - ln * w
-      const float lb = am ? rb[c] : (bm ? rbf : ck);
-      const float ln = am ? na : (bm ? nb : 0.0f);
-      // past gradient sums at t; reference log-weight (k_t + gb) - (t - ga) w
-      const acc_t e = fexp((kt[c] + gb[c]) - (tf - ga[c]) * w[c]);
-      const acc_t fv = e * p1[c], hv = e * p2[c];
-      s[0 * W + c] = lb;
-      s[1 * W + c] = ln;
-      s[2 * W + c] = y;
-      s[3 * W + c] = g;
-      s[4 * W + c] = diag + fv;
-      s[5 * W + c] = diag * (vt[c] - y) + vt[c] * fv - hv;
-      // add term t to the past gradient sums: base -lb, anchor t + 1 + ln
-      const float anc = tf + 1.0f + ln;
-      const float gdiff = (gb[c] + lb) - (anc - ga[c]) * w[c];
-      float so, sn;
-      scales(gdiff, so, sn);
-      p1[c] = so * p1[c] + sn * g;
-      p2[c] = so * p2[c] + sn * (g * y);
-      const bool gkeep = gdiff >= 0.0f;
-      gb[c] = gkeep ? gb[c] : -lb;
-      ga[c] = gkeep ? ga[c] : anc;
-      // add term t to the past sums
-      const float diff = (rb[c] - kt[c]) - (tf + 1.0f - ra[c]) * w[c];
-      scales(diff, so, sn);
-      nd[c] = so * (nd[c] + n[c]);
-      dd[c] = so * (dd[c] + d[c]);
-      n[c] = so * n[c] + sn * vt[c];
-      d[c] = so * d[c] + sn;
-      const bool keep = diff >= 0.0f;
-      rb[c] = keep ? rb[c] : kt[c];
-      ra[c] = keep ? ra[c] : tf + 1.0f;
+      for (int c = 0; c < W; ++c) {
+        const Mix m = mix(past.rb[c], past.ra[c], static_cast<float>(s[2 * W + c]),
+                          static_cast<float>(s[3 * W + c]), tf, kt[c], u[c], w[c]);
+        const acc_t num = m.fa * past.n[c] + m.fb * s[c] + m.fc * vt[c];
+        const acc_t den = m.fa * past.d[c] + m.fb * s[W + c] + m.fc;
+        const acc_t y = num / den;
+        const acc_t g = gyt[c] / den;
+        const acc_t diag = m.fc * g;  // a_tt gy_t
+        gua[c] += diag * (vt[c] - y);
+        gwa[c] -= g * ((m.fa * past.nd[c] + m.fb * s[4 * W + c]) -
+                       y * (m.fa * past.dd[c] + m.fb * s[5 * W + c]));
+        // past gradient sums at t; reference log-weight (k_t + gb) - (t - ga) w
+        const acc_t e = fexp((kt[c] + gb[c]) - (tf - ga[c]) * w[c]);
+        const acc_t fv = e * p1[c], hv = e * p2[c];
+        gvt[c] = static_cast<float>(diag + fv);
+        gkt[c] = static_cast<float>(diag * (vt[c] - y) + vt[c] * fv - hv);
+        r[c] = m.lb;
+        r[W + c] = m.ln;
+        r[2 * W + c] = static_cast<float>(y);
+        r[3 * W + c] = static_cast<float>(g);
+        // add term t: log-weight at x > t is -lb - (x - (t + 1 + ln)) w
+        const float anc = tf + 1.0f + m.ln;
+        const float diff = (gb[c] + m.lb) - (anc - ga[c]) * w[c];
+        float so, sn;
+        scales(diff, so, sn);
+        p1[c] = so * p1[c] + sn * g;
+        p2[c] = so * p2[c] + sn * (g * y);
+        const bool keep = diff >= 0.0f;
+        gb[c] = keep ? gb[c] : -m.lb;
+        ga[c] = keep ? ga[c] : anc;
+      }
+      past.template push<true>(kt, vt, tf, w, C);
     }
-  }
+  });
 
-  acc_t q1[W], q2[W];  // future gradient sums
+  // future gradient sums; reference log-weight at x is hb - (ha - x) w
+  acc_t q1[W], q2[W];
   float hb[W], ha[W];
   for (int c = 0; c < W; ++c) {
     q1[c] = q2[c] = 0;
@@ -235,29 +284,32 @@ void backward_task(const Problem& P, int64_t b, int64_t c0, acc_t* S) {
     ha[c] = 0.0f;
   }
   for (int64_t t = P.T - 1; t >= 0; --t) {
-    const float* kt = P.k + off + t * P.C;
-    const float* vt = P.v + off + t * P.C;
-    float* gkt = P.gk + off + t * P.C;
-    float* gvt = P.gv + off + t * P.C;
-    const acc_t* s = S + t * NS * W;
+    const float* kt = P.k + off + t * C;
+    const float* vt = P.v + off + t * C;
+    float* gkt = P.gk + off + t * C;
+    float* gvt = P.gv + off + t * C;
+    const float* r = ws.rec.data() + t * 4 * W;
     const float tf = static_cast<float>(t);
+    __builtin_prefetch(kt - kPrefetch * C);
+    __builtin_prefetch(vt - kPrefetch * C);
+    __builtin_prefetch(gkt - kPrefetch * C, 1);
+    __builtin_prefetch(gvt - kPrefetch * C, 1);
 #pragma omp simd
     for (int c = 0; c < W; ++c) {
-      const float lb = static_cast<float>(s[c]);
-      const float ln = static_cast<float>(s[W + c]);
-      const acc_t y = s[2 * W + c], g = s[3 * W + c];
+      const float lb = r[c], ln = r[W + c];
+      const acc_t y = r[2 * W + c], g = r[3 * W + c];
       const acc_t e = fexp((kt[c] + hb[c]) - (ha[c] - tf) * w[c]);
       const acc_t gv = e * q1[c], hv = e * q2[c];
-      gvt[c] = static_cast<float>(s[4 * W + c] + gv);
-      gkt[c] = static_cast<float>(s[5 * W + c] + vt[c] * gv - hv);
-      // add term t: base -lb, anchor t - 1 - ln
+      gvt[c] = static_cast<float>(gvt[c] + gv);
+      gkt[c] = static_cast<float>(gkt[c] + (vt[c] * gv - hv));
+      // add term t: log-weight at x < t is -lb - ((t - 1 - ln) - x) w
       const float anc = tf - 1.0f - ln;
-      const float gdiff = (hb[c] + lb) - (ha[c] - anc) * w[c];
+      const float diff = (hb[c] + lb) - (ha[c] - anc) * w[c];
       float so, sn;
-      scales(gdiff, so, sn);
+      scales(diff, so, sn);
       q1[c] = so * q1[c] + sn * g;
       q2[c] = so * q2[c] + sn * (g * y);
-      const bool keep = gdiff >= 0.0f;
+      const bool keep = diff >= 0.0f;
       hb[c] = keep ? hb[c] : -lb;
       ha[c] = keep ? ha[c] : anc;
     }
@@ -268,29 +320,28 @@ void backward_task(const Problem& P, int64_t b, int64_t c0, acc_t* S) {
   }
 }
 
-// Runs task(b, c0) over all batch elements and channel blocks.
+// Runs the task over all batch elements and channel blocks.
 template <typename Full, typename Single>
-void run_tasks(const Problem& P, int ns, Full full, Single single) {
+void run_tasks(const Problem& P, Full full, Single single) {
   const int64_t nfull = P.C / kBlock;
   const int64_t per_b = nfull + P.C % kBlock;
   const int64_t ntasks = P.B * per_b;
-#pragma omp parallel num_threads(at::get_num_threads())
+#pragma omp parallel num_threads(static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), ntasks))))
   {
-    std::vector<acc_t> scratch;
+    Scratch ws;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
-      if (scratch.empty()) scratch.resize(static_cast<size_t>(P.T) * ns * kBlock);
       const int64_t b = task / per_b, j = task % per_b;
       if (j < nfull)
-        full(P, b, j * kBlock, scratch.data());
+        full(P, b, j * kBlock, ws);
       else
-        single(P, b, nfull * kBlock + (j - nfull), scratch.data());
+        single(P, b, nfull * kBlock + (j - nfull), ws);
     }
   }
 }
 
-void check_inputs(const torch::Tensor& w, const torch::Tensor& u,
-                  const torch::Tensor& k, const torch::Tensor& v) {
+void check_inputs(const torch::Tensor& w, const torch::Tensor& u, const torch::Tensor& k,
+                  const torch::Tensor& v) {
   for (const auto* x : {&w, &u, &k, &v}) {
     TORCH_CHECK(x->device().is_cpu(), "biwkv_cpu: tensors must be on the CPU");
     TORCH_CHECK(x->scalar_type() == torch::kFloat32, "biwkv_cpu: tensors must be float32");
@@ -299,11 +350,12 @@ void check_inputs(const torch::Tensor& w, const torch::Tensor& u,
   TORCH_CHECK(k.dim() == 3 && v.sizes() == k.sizes(), "biwkv_cpu: k, v must be B x T x C");
   TORCH_CHECK(w.dim() == 1 && u.dim() == 1 && w.size(0) == k.size(2) && u.size(0) == k.size(2),
               "biwkv_cpu: w, u must have shape (C,)");
+  // positions and anchors (within +-3T) must be exact in float32
   TORCH_CHECK(k.size(1) < (1 << 22), "biwkv_cpu: T too large");
 }
 
-Problem make_problem(const torch::Tensor& w, const torch::Tensor& u,
-                     const torch::Tensor& k, const torch::Tensor& v) {
+Problem make_problem(const torch::Tensor& w, const torch::Tensor& u, const torch::Tensor& k,
+                     const torch::Tensor& v) {
   Problem P{};
   P.w = w.data_ptr<float>();
   P.u = u.data_ptr<float>();
@@ -323,7 +375,7 @@ torch::Tensor forward(torch::Tensor w, torch::Tensor u, torch::Tensor k, torch::
   P.y = y.data_ptr<float>();
   {
     pybind11::gil_scoped_release nogil;
-    run_tasks(P, 4, forward_task<kBlock>, forward_task<1>);
+    run_tasks(P, forward_task<kBlock>, forward_task<1>);
   }
   return y;
 }
@@ -335,8 +387,8 @@ std::vector<torch::Tensor> backward(torch::Tensor w, torch::Tensor u, torch::Ten
                   gy.is_contiguous() && gy.device().is_cpu(),
               "biwkv_cpu: gy must be a contiguous float32 CPU tensor shaped like k");
   auto gk = torch::zeros_like(k), gv = torch::zeros_like(k);
-  auto opts = k.options().dtype(torch::kFloat64);
-  auto gw = torch::zeros({k.size(0), k.size(2)}, opts), gu = torch::zeros_like(gw);
+  auto gw = torch::zeros({k.size(0), k.size(2)}, k.options().dtype(torch::kFloat64));
+  auto gu = torch::zeros_like(gw);
   if (k.numel() > 0) {
     Problem P = make_problem(w, u, k, v);
     P.gy = gy.data_ptr<float>();
@@ -345,7 +397,7 @@ std::vector<torch::Tensor> backward(torch::Tensor w, torch::Tensor u, torch::Ten
     P.gw = gw.data_ptr<double>();
     P.gu = gu.data_ptr<double>();
     pybind11::gil_scoped_release nogil;
-    run_tasks(P, 6, backward_task<kBlock>, backward_task<1>);
+    run_tasks(P, backward_task<kBlock>, backward_task<1>);
   }
   return {gw.sum(0).to(torch::kFloat32), gu.sum(0).to(torch::kFloat32), gk, gv};
 }

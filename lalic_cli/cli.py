@@ -296,5 +296,10 @@ def train(config_name, lmbda, variable_rate, resume, export_name, **kw) -> None:
         out.print(f"weights: {trainer.export_weights(export_name)}", markup=False)
 
 
+from .bench.command import bench  # noqa: E402
+
+main.add_command(bench)
+
+
 if __name__ == "__main__":
     main()

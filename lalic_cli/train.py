@@ -217,7 +217,7 @@ class Trainer:
                     p.grad /= self.world
         self.aux_opt.step()
         self.step += 1
-        return {k: float(v) for k, v in metrics.items()} | {"aux": float(aux)}
+        return {k: float(v.detach()) for k, v in metrics.items()} | {"aux": float(aux.detach())}
 
     @torch.no_grad()
     def validate(self) -> dict | None:

@@ -48,17 +48,30 @@ def weights_dir(tmp_path, monkeypatch) -> Path:
     return d
 
 
-@pytest.fixture
-def tiny_checkpoints(tmp_path, weights_dir) -> dict[int, Path]:
-    """Official-layout .pth files (tiny config) for qualities 1 and 3, imported into weights_dir."""
+@pytest.fixture(scope="session")
+def _tiny_store(tmp_path_factory) -> tuple[Path, dict[int, Path]]:
+    """Official-layout .pth files (tiny config) for qualities 1 and 3, imported once."""
     from lalic_cli.zoo.registry import import_checkpoint
 
+    root = tmp_path_factory.mktemp("tiny")
+    store = root / "weights"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LALIC_WEIGHTS", str(store))
     paths = {}
     for q in (1, 3):
-        p = tmp_path / f"lalic-mse-q{q}.pth"
+        p = root / f"lalic-mse-q{q}.pth"
         torch.save(tiny_state_dict(seed=q), p)
         import_checkpoint(p, q)
         paths[q] = p
+    mp.undo()
+    return store, paths
+
+
+@pytest.fixture
+def tiny_checkpoints(_tiny_store, monkeypatch) -> dict[int, Path]:
+    """LALIC_WEIGHTS points at imported tiny-config weights for q1 and q3."""
+    store, paths = _tiny_store
+    monkeypatch.setenv("LALIC_WEIGHTS", str(store))
     return paths
 
 

@@ -112,7 +112,11 @@ def test_weights_list_and_import(weights_dir, tmp_path):
 def test_user_errors_exit_2_without_traceback(tmp_path, weights_dir):
     junk = tmp_path / "junk.lal"
     junk.write_bytes(b"hello world, this is not a lal file")
-    for args in (["decode", junk], ["info", junk], ["encode", tmp_path / "nope.png"], ["encode", junk]):
+    for args in (["info", junk], ["encode", tmp_path / "nope.png"], ["encode", junk], ["decode", tmp_path]):
+        r = run(*args)
+        assert r.exit_code == 2 and r.output.startswith("lalic: error:"), (args, r.output)
+    # The real console script, in a fresh process: one line on stderr, no traceback.
+    for args in (["decode", junk], ["encode", junk]):
         p = subprocess.run([sys.executable, "-m", "lalic_cli.cli", *map(str, args)], capture_output=True, text=True)
         assert p.returncode == 2, (args, p.stderr)
         assert "Traceback" not in p.stderr and p.stderr.startswith("lalic: error:")

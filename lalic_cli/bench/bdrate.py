@@ -31,7 +31,7 @@ class BDRate:
         return not math.isnan(self.percent)
 
     def format(self, digits: int = 2) -> str:
-        return f"{self.percent:+.{digits}f} %" if self.ok else "n/a"
+        return f"{self.percent:+.{digits}f}%" if self.ok else "n/a"
 
 
 def _curve(rate: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

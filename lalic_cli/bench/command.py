@@ -64,6 +64,12 @@ def _check_output(path: str | None, option: str) -> None:
         raise InputError(f"{option} {path}: folder {parent} does not exist")
     if Path(path).is_dir():
         raise InputError(f"{option} {path}: is a folder")
+    if option == "--plot":
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if Path(path).suffix.lstrip(".").lower() not in formats:
+            raise InputError(f"--plot {path}: unknown image format (use one of .{', .'.join(sorted(formats))})")
 
 
 @click.command("bench", cls=BenchCommand)

@@ -53,7 +53,7 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     from pytorch_msssim import ms_ssim as _ms_ssim
 
     def t(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).unsqueeze(0).to(torch.float64)
+        return torch.from_numpy(np.array(x, dtype=np.float64)).permute(2, 0, 1).unsqueeze(0)
 
     with torch.inference_mode():
         return float(_ms_ssim(t(a), t(b), data_range=255.0, size_average=True))

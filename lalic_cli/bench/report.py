@@ -14,7 +14,7 @@ from pathlib import Path
 from ..fileio import atomic_write
 from .bdrate import BDRate, bd_rate
 from .classical import CODECS
-from .metrics import mean, ms_ssim_db
+from .metrics import MS_SSIM_MIN_SIDE, mean, ms_ssim_db
 from .runner import Result
 
 METRICS = ("psnr-rgb", "ms-ssim-rgb-db")
@@ -116,7 +116,7 @@ class Report:
         self.results["peak_memory_mb"] = [result.peak_memory_mb.get(q, math.nan) for q in self.results["quality"]]
         self.classical = {k: summarise(recs) for k, recs in result.classical.items()}
 
-        label = RUN_LABEL + (" (estimated)" if self.estimate else "")
+        label = "LALIC (estimated)" if self.estimate else RUN_LABEL
         self.run_curve = Curve.from_results("run", label, self.results)
         self.strings_curve = None if self.estimate else Curve.from_results(
             "run-strings", RUN_LABEL + ", strings only", self.results, "bpp-strings")
@@ -138,8 +138,13 @@ class Report:
         out = []
         for test, anchor in pairs:
             for m in METRICS:
-                if m in test.points and m in anchor.points:  # else not applicable (e.g. no MS-SSIM anchor)
-                    out.append(BDEntry(test.label, anchor.label, m, bd_rate(*anchor.points[m], *test.points[m])))
+                if m not in test.points or m not in anchor.points:  # not applicable (e.g. no MS-SSIM anchor)
+                    continue
+                if m == "ms-ssim-rgb-db" and not all(any(map(_is_finite, c.points[m][1])) for c in (test, anchor)):
+                    value = BDRate(math.nan, f"no MS-SSIM values (images need {MS_SSIM_MIN_SIDE} px on each side)")
+                else:
+                    value = bd_rate(*anchor.points[m], *test.points[m])
+                out.append(BDEntry(test.label, anchor.label, m, value))
         return out
 
     # --- JSON / CSV ---------------------------------------------------------------
@@ -224,17 +229,18 @@ class Report:
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
         fmt = Path(path).suffix.lstrip(".").lower() or "png"
-
         atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120), force=True)
 
     # --- tables ----------------------------------------------------------------------
     def render(self, console) -> None:
+        from rich import box
         from rich.table import Table
 
         est = self.estimate
-        t = Table(title=self.name + (" (bpp from likelihoods, no coding)" if est else ""), title_justify="left")
-        for col in ("quality", "estimated bpp" if est else "bpp", "strings bpp", "PSNR", "MS-SSIM",
-                    "MS-SSIM dB", "forward ms" if est else "enc ms", "dec ms", "peak MB", "images"):
+        title = "LALIC, this run" + (" (estimated: bpp from likelihoods, no coding)" if est else "")
+        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("q", "bpp\n(est.)" if est else "bpp", "strings\nbpp", "PSNR", "MS-SSIM", "MS-SSIM\ndB",
+                    "fwd\nms" if est else "enc\nms", "dec\nms", "peak\nMB"):
             t.add_column(col, justify="right")
         r = self.results
         for i, q in enumerate(r["quality"]):
@@ -242,12 +248,12 @@ class Report:
                 f"{q:g}", _f(r["bpp"][i], 4), "—" if est else _f(r["bpp-strings"][i], 4),
                 _f(r["psnr-rgb"][i], 2), _f(r["ms-ssim-rgb"][i], 4), _f(r["ms-ssim-rgb-db"][i], 2),
                 _f(1e3 * r["encoding_time"][i], 1), "—" if est else _f(1e3 * r["decoding_time"][i], 1),
-                _f(r["peak_memory_mb"][i], 0), str(r["images"][i]),
+                _f(r["peak_memory_mb"][i], 0),
             )
         console.print(t)
         for key, res in self.classical.items():
-            ct = Table(title=CODECS[key].label, title_justify="left")
-            for col in ("setting", "bpp", "PSNR", "MS-SSIM", "MS-SSIM dB", "enc ms", "dec ms"):
+            ct = Table(title=f"{CODECS[key].label} (Pillow)", title_justify="left", box=box.SIMPLE_HEAD)
+            for col in ("setting", "bpp", "PSNR", "MS-SSIM", "MS-SSIM\ndB", "enc\nms", "dec\nms"):
                 ct.add_column(col, justify="right")
             for i, q in enumerate(res["quality"]):
                 ct.add_row(f"{q:g}", _f(res["bpp"][i], 4), _f(res["psnr-rgb"][i], 2), _f(res["ms-ssim-rgb"][i], 4),
@@ -257,9 +263,11 @@ class Report:
         self.render_bd(console)
 
     def render_bd(self, console) -> None:
+        from rich import box
         from rich.table import Table
 
-        t = Table(title="BD-rate (negative: fewer bits than the anchor for the same quality)", title_justify="left")
+        t = Table(title="BD-rate (negative: fewer bits than the anchor for the same quality)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
         for col in ("codec", "anchor", *(METRIC_LABELS[m] for m in METRICS)):
             t.add_column(col, justify="left" if col in ("codec", "anchor") else "right")
         notes: list[str] = []

@@ -150,7 +150,7 @@ class Runner:
     def _skip(self, path: Path, reason: str) -> None:
         reason = reason.removeprefix(f"{path}: ")
         self.result.skipped.append((path.name, reason))
-        self.warn(f"{path.name}: skipped ({reason})")
+        self.warn(f"{path.name}: skipped: {reason}")
 
     # --- the learned codec ------------------------------------------------
     def _code(self, img: _Loaded, quality: float) -> dict:
