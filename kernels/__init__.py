@@ -13,6 +13,7 @@ file in the build directory.  Results are memoised per process.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import sys
@@ -56,7 +57,14 @@ def _cpu_flags() -> tuple[list[str], list[str]]:
 
 def _build(kind: str):
     import torch
-    from torch.utils import cpp_extension
+
+    log = logging.getLogger("torch.utils.cpp_extension")  # silence its CUDA_HOME notice on import
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        log.setLevel(level)
 
     sources = [_HERE / s for s in _SOURCES[kind]]
     cflags, ldflags = _cpu_flags() if kind == "cpu" else (["-O3"], [])
@@ -66,8 +74,9 @@ def _build(kind: str):
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("CUDA is not available")
-        if cpp_extension.CUDA_HOME is None:
-            raise RuntimeError("CUDA toolkit (nvcc) not found")
+        home = cpp_extension.CUDA_HOME
+        if home is None or not (Path(home) / "include" / "cuda_runtime_api.h").exists():
+            raise RuntimeError(f"CUDA toolkit not found (CUDA_HOME={home}); set CUDA_HOME")
         caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
         key += [str(torch.version.cuda), str(caps), os.environ.get("TORCH_CUDA_ARCH_LIST", "")]
     digest = hashlib.sha256()

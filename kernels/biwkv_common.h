@@ -87,4 +87,47 @@ BW_HD void combine3(float xa, float xb, float xab, float& fa, float& fb,
   fc = fexp(amax ? -xa : (bmax ? -xb : 0.0f));
 }
 
+// Adds a term with log-weight base - |x - anc| * w (at position x) and values
+// (x1, x2) to a running sum (n1, n2) whose reference has log-weight
+// rb - |x - ra| * w; PAST: the sum is over terms before x (x > anc), otherwise
+// after x.  With DERIV also updates (e1, e2), the sums weighted by the distance
+// factor (|x - i| - 1) = |x - anchor_i|: all old terms move one step away.
+template <bool PAST, bool DERIV, typename A>
+BW_HD void push(A& n1, A& n2, A& e1, A& e2, float& rb, float& ra, float base, float anc,
+                A x1, A x2, float w) {
+  const float diff = (rb - base) - (PAST ? anc - ra : ra - anc) * w;
+  float so, sn;
+  scales(diff, so, sn);
+  if (DERIV) {
+    e1 = so * (e1 + n1);
+    e2 = so * (e2 + n2);
+  }
+  n1 = so * n1 + sn * x1;
+  n2 = so * n2 + sn * x2;
+  const bool keep = diff >= 0.0f;
+  rb = keep ? rb : base;
+  ra = keep ? ra : anc;
+}
+
+// Weights of the past (A), future (B) and centre (u + k_t) terms at position
+// tf relative to the largest.  (rba, raa): reference of the past sums,
+// (rbb, rab): of the future sums.  lb - ln * w is the largest log-weight.
+struct Mix {
+  float fa, fb, fc, lb, ln;
+};
+
+BW_HD Mix mix(float rba, float raa, float rbb, float rab, float tf, float k, float u, float w) {
+  const float na = tf - raa, nb = rab - tf;
+  const float ck = u + k;
+  const float xa = (rba - ck) - na * w;
+  const float xb = (rbb - ck) - nb * w;
+  const float xab = (rba - rbb) - (na - nb) * w;
+  Mix m;
+  bool am, bm;
+  combine3(xa, xb, xab, m.fa, m.fb, m.fc, am, bm);
+  m.lb = am ? rba : (bm ? rbb : ck);
+  m.ln = am ? na : (bm ? nb : 0.0f);
+  return m;
+}
+
 }  // namespace biwkv

@@ -23,19 +23,14 @@
 namespace {
 
 using acc_t = double;
-using biwkv::combine3;
 using biwkv::fexp;
 using biwkv::kEmpty;
-using biwkv::scales;
+using biwkv::Mix;
+using biwkv::mix;
+using biwkv::push;
 
-#ifndef BIWKV_BLOCK
-#define BIWKV_BLOCK 8
-#endif
-#ifndef BIWKV_PF
-#define BIWKV_PF 16
-#endif
-constexpr int kBlock = BIWKV_BLOCK;     // channels per task (one AVX2 float vector)
-constexpr int kPrefetch = BIWKV_PF;
+constexpr int kBlock = 16;    // channels per task (two AVX2 float vectors, one cache line)
+constexpr int kPrefetch = 64; // rows to prefetch ahead (rows are C floats apart)
 constexpr int kChunk = 256;   // time steps per cached chunk of future states
 
 struct Problem {
@@ -96,27 +91,16 @@ struct Sums {
   }
   // Adds term t; afterwards the sums are those of position t+1 (PAST) or t-1.
   template <bool PAST>
-  void push(const float* kt, const float* vt, float tf, const float* w, int64_t C) {
+  void add(const float* kt, const float* vt, float tf, const float* w, int64_t C) {
     // rows are C floats apart: help the hardware prefetcher
     const int64_t ahead = (PAST ? kPrefetch : -kPrefetch) * C;
     __builtin_prefetch(kt + ahead);
     __builtin_prefetch(vt + ahead);
     const float anc = PAST ? tf + 1.0f : tf - 1.0f;  // anchor of term t
 #pragma omp simd
-    for (int c = 0; c < W; ++c) {
-      const float diff = (rb[c] - kt[c]) - (PAST ? anc - ra[c] : ra[c] - anc) * w[c];
-      float so, sn;
-      scales(diff, so, sn);
-      if (DERIV) {  // the old terms move one step further away
-        nd[c] = so * (nd[c] + n[c]);
-        dd[c] = so * (dd[c] + d[c]);
-      }
-      n[c] = so * n[c] + sn * vt[c];
-      d[c] = so * d[c] + sn;
-      const bool keep = diff >= 0.0f;
-      rb[c] = keep ? rb[c] : kt[c];
-      ra[c] = keep ? ra[c] : anc;
-    }
+    for (int c = 0; c < W; ++c)
+      biwkv::push<PAST, DERIV>(n[c], d[c], nd[c], dd[c], rb[c], ra[c], kt[c], anc,
+                        static_cast<acc_t>(vt[c]), acc_t(1), w[c]);
   }
 };
 
@@ -132,38 +116,17 @@ void two_sided(const Problem& P, int64_t off, const float* w, Scratch& ws, Body 
   fut.reset();
   for (int64_t t = T - 1; t >= 0; --t) {
     if (t == T - 1 || (t + 1) % kChunk == 0) fut.store(ws.ckpt.data() + (t / kChunk) * F::NS * W);
-    fut.template push<false>(P.k + off + t * C, P.v + off + t * C, static_cast<float>(t), w, C);
+    fut.template add<false>(P.k + off + t * C, P.v + off + t * C, static_cast<float>(t), w, C);
   }
   for (int64_t j = 0; j < nchunks; ++j) {
     const int64_t t0 = j * kChunk, t1 = std::min(T, t0 + kChunk);
     fut.load(ws.ckpt.data() + j * F::NS * W);
     for (int64_t t = t1 - 1; t >= t0; --t) {
       fut.store(ws.chunk.data() + (t - t0) * F::NS * W);
-      fut.template push<false>(P.k + off + t * C, P.v + off + t * C, static_cast<float>(t), w, C);
+      fut.template add<false>(P.k + off + t * C, P.v + off + t * C, static_cast<float>(t), w, C);
     }
     body(t0, t1);
   }
-}
-
-// Weights of the past (A), future (B) and centre terms at t, relative to the
-// largest; see combine3.  s: future sums at t (Sums::store layout).
-struct Mix {
-  float fa, fb, fc, lb, ln;  // lb - ln * w: log-weight of the largest term
-};
-
-inline Mix mix(float rba, float raa, float rbb, float rab, float tf, float kt, float u,
-               float w) {
-  const float na = tf - raa, nb = rab - tf;
-  const float ck = u + kt;
-  const float xa = (rba - ck) - na * w;
-  const float xb = (rbb - ck) - nb * w;
-  const float xab = (rba - rbb) - (na - nb) * w;
-  Mix m;
-  bool am, bm;
-  combine3(xa, xb, xab, m.fa, m.fb, m.fc, am, bm);
-  m.lb = am ? rba : (bm ? rbb : ck);
-  m.ln = am ? na : (bm ? nb : 0.0f);
-  return m;
 }
 
 template <int W>
@@ -191,7 +154,7 @@ void forward_task(const Problem& P, int64_t b, int64_t c0, Scratch& ws) {
         const acc_t den = m.fa * past.d[c] + m.fb * s[W + c] + m.fc;
         yt[c] = static_cast<float>(num / den);
       }
-      past.template push<true>(kt, vt, tf, w, C);
+      past.template add<true>(kt, vt, tf, w, C);
     }
   });
 }
@@ -261,17 +224,11 @@ void backward_task(const Problem& P, int64_t b, int64_t c0, Scratch& ws) {
         r[2 * W + c] = static_cast<float>(y);
         r[3 * W + c] = static_cast<float>(g);
         // add term t: log-weight at x > t is -lb - (x - (t + 1 + ln)) w
-        const float anc = tf + 1.0f + m.ln;
-        const float diff = (gb[c] + m.lb) - (anc - ga[c]) * w[c];
-        float so, sn;
-        scales(diff, so, sn);
-        p1[c] = so * p1[c] + sn * g;
-        p2[c] = so * p2[c] + sn * (g * y);
-        const bool keep = diff >= 0.0f;
-        gb[c] = keep ? gb[c] : -m.lb;
-        ga[c] = keep ? ga[c] : anc;
+        acc_t unused1, unused2;
+        push<true, false>(p1[c], p2[c], unused1, unused2, gb[c], ga[c], -m.lb, tf + 1.0f + m.ln, g,
+                          g * y, w[c]);
       }
-      past.template push<true>(kt, vt, tf, w, C);
+      past.template add<true>(kt, vt, tf, w, C);
     }
   });
 
@@ -303,15 +260,9 @@ void backward_task(const Problem& P, int64_t b, int64_t c0, Scratch& ws) {
       gvt[c] = static_cast<float>(gvt[c] + gv);
       gkt[c] = static_cast<float>(gkt[c] + (vt[c] * gv - hv));
       // add term t: log-weight at x < t is -lb - ((t - 1 - ln) - x) w
-      const float anc = tf - 1.0f - ln;
-      const float diff = (hb[c] + lb) - (ha[c] - anc) * w[c];
-      float so, sn;
-      scales(diff, so, sn);
-      q1[c] = so * q1[c] + sn * g;
-      q2[c] = so * q2[c] + sn * (g * y);
-      const bool keep = diff >= 0.0f;
-      hb[c] = keep ? hb[c] : -lb;
-      ha[c] = keep ? ha[c] : anc;
+      acc_t unused1, unused2;
+      push<false, false>(q1[c], q2[c], unused1, unused2, hb[c], ha[c], -lb, tf - 1.0f - ln, g,
+                         g * y, w[c]);
     }
   }
   for (int c = 0; c < W; ++c) {

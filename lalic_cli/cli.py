@@ -290,6 +290,8 @@ def train(config_name, lmbda, variable_rate, resume, export_name, **kw) -> None:
             if "val_psnr" in m:
                 bar.console.print(f"step {step}: val bpp {m['val_bpp']:.4f}  val psnr {m['val_psnr']:.2f}")
             bar.update(task, completed=step, stats=stats)
+            if not err.is_terminal and step % 25 == 0:
+                bar.console.print(f"step {step}/{cfg.steps}: {stats}", markup=False)
 
         trainer.run(on_step)
     if export_name and trainer.rank == 0:

@@ -14,6 +14,12 @@ class OutputExistsError(LalicError, FileExistsError):
     """The output exists and ``force`` was not given."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None] | bytes, *, force: bool = False) -> Path:
     """Write through a temporary file in the same folder, then rename over ``path``.
 
@@ -28,6 +34,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None] | bytes, *, for
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=path.suffix + ".tmp")
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would leak into the output
         if isinstance(write, (bytes, bytearray)):
             with os.fdopen(fd, "wb") as f:
                 f.write(write)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import LalicError
+from ..fileio import atomic_write
 from ..resources import data_dir
 from .checkpoint import CheckpointError, build_model, canonical, detect_config, fingerprint, load_checkpoint_file
 
@@ -227,14 +227,7 @@ def save_weights(sd: dict[str, torch.Tensor], dest: Path, metadata: dict[str, st
         for k, v in canonical(sd).items()
     }
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(dest, lambda p: save_file(tensors, str(p), metadata=metadata), force=True)
 
 
 def import_checkpoint(src: Path, quality: float, name: str | None = None, force: bool = False) -> WeightsEntry:
