@@ -1,7 +1,7 @@
 // BiWKV (bidirectional WKV of Vision-RWKV) on the CPU.
 //
 // Layout B x T x C, C contiguous.  Work is split into tasks (batch element,
-// block of kBlock channels) run in parallel with OpenMP; inside a task the time
+// block of 16 or 8 channels) run in parallel with OpenMP; inside a task the time
 // loop is outer and the channel loop inner, so it vectorises across channels.
 // Channels left after the full blocks are done one per task.  See
 // biwkv_common.h for the numerical scheme.
@@ -29,7 +29,6 @@ using biwkv::Mix;
 using biwkv::mix;
 using biwkv::push;
 
-constexpr int kBlock = 16;    // channels per task (two AVX2 float vectors, one cache line)
 constexpr int kPrefetch = 64; // rows to prefetch ahead (rows are C floats apart)
 constexpr int kChunk = 256;   // time steps per cached chunk of future states
 
@@ -271,25 +270,50 @@ void backward_task(const Problem& P, int64_t b, int64_t c0, Scratch& ws) {
   }
 }
 
-// Runs the task over all batch elements and channel blocks.
-template <typename Full, typename Single>
-void run_tasks(const Problem& P, Full full, Single single) {
-  const int64_t nfull = P.C / kBlock;
-  const int64_t per_b = nfull + P.C % kBlock;
+// Runs Op::task<W> over all batch elements and blocks of W channels (leftover
+// channels one by one).  Blocks of 16 channels fill a cache line; with fewer
+// such blocks than threads, blocks of 8 give more tasks.
+template <int W, typename Op>
+void run_blocks(const Problem& P, int threads) {
+  const int64_t nfull = P.C / W;
+  const int64_t per_b = nfull + P.C % W;
   const int64_t ntasks = P.B * per_b;
-#pragma omp parallel num_threads(static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), ntasks))))
+#pragma omp parallel num_threads(static_cast<int>(std::min<int64_t>(threads, ntasks)))
   {
     Scratch ws;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntasks; ++task) {
       const int64_t b = task / per_b, j = task % per_b;
       if (j < nfull)
-        full(P, b, j * kBlock, ws);
+        Op::template task<W>(P, b, j * W, ws);
       else
-        single(P, b, nfull * kBlock + (j - nfull), ws);
+        Op::template task<1>(P, b, nfull * W + (j - nfull), ws);
     }
   }
 }
+
+template <typename Op>
+void run_tasks(const Problem& P) {
+  const int threads = std::max(1, at::get_num_threads());
+  if (P.B * (P.C / 16) >= threads || P.C < 16)
+    run_blocks<16, Op>(P, threads);
+  else
+    run_blocks<8, Op>(P, threads);
+}
+
+struct Forward {
+  template <int W>
+  static void task(const Problem& P, int64_t b, int64_t c0, Scratch& ws) {
+    forward_task<W>(P, b, c0, ws);
+  }
+};
+
+struct Backward {
+  template <int W>
+  static void task(const Problem& P, int64_t b, int64_t c0, Scratch& ws) {
+    backward_task<W>(P, b, c0, ws);
+  }
+};
 
 void check_inputs(const torch::Tensor& w, const torch::Tensor& u, const torch::Tensor& k,
                   const torch::Tensor& v) {
@@ -326,7 +350,7 @@ torch::Tensor forward(torch::Tensor w, torch::Tensor u, torch::Tensor k, torch::
   P.y = y.data_ptr<float>();
   {
     pybind11::gil_scoped_release nogil;
-    run_tasks(P, forward_task<kBlock>, forward_task<1>);
+    run_tasks<Forward>(P);
   }
   return y;
 }
@@ -348,7 +372,7 @@ std::vector<torch::Tensor> backward(torch::Tensor w, torch::Tensor u, torch::Ten
     P.gw = gw.data_ptr<double>();
     P.gu = gu.data_ptr<double>();
     pybind11::gil_scoped_release nogil;
-    run_tasks(P, backward_task<kBlock>, backward_task<1>);
+    run_tasks<Backward>(P);
   }
   return {gw.sum(0).to(torch::kFloat32), gu.sum(0).to(torch::kFloat32), gk, gv};
 }

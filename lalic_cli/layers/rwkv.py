@@ -12,6 +12,8 @@ import torch.nn as nn
 from ..ops.biwkv import biwkv
 from .omnishift import OmniShift
 
+TOKEN_CHUNK = 65536  # tokens per chunk for the channel mix at inference
+
 
 def _shift_tokens(shift: OmniShift, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """Apply the 2-D OmniShift to ``B x T x C`` tokens without leaving token layout.
@@ -58,10 +60,17 @@ class ChannelMix(nn.Module):
         self.receptance = nn.Linear(dim, dim, bias=False)
         self.value = nn.Linear(hidden_rate * dim, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        x = _shift_tokens(self.omni_shift, x, hw)
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
         kv = self.value(torch.relu(self.key(x)).square())
         return torch.sigmoid(self.receptance(x)) * kv
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        x = _shift_tokens(self.omni_shift, x, hw)
+        if torch.is_grad_enabled() or x.shape[1] <= TOKEN_CHUNK:
+            return self._mix(x)
+        # Inference on large images: the hidden layer is rate x wider than x, so run it
+        # token-chunk by chunk. Rows of a matmul are independent: the result is the same.
+        return torch.cat([self._mix(c) for c in x.split(TOKEN_CHUNK, dim=1)], dim=1)
 
 
 class RwkvBlock(nn.Module):

@@ -72,10 +72,11 @@ def biwkv_torch(w, u, k, v) -> torch.Tensor:
 
     past:   sum_{i<t} e^{k_i - (t-1-i) w} x_i = e^{-(t-1) w} sum_{i<t} e^{k_i + i w} x_i
     future: sum_{i>t} e^{k_i - (i-1-t) w} x_i = e^{(t+1) w}  sum_{i>t} e^{k_i - i w} x_i
-    Both are exclusive logcumsumexp scans of ``k_i +- i w + log x_i`` for x in
-    {1, relu(v), relu(-v)}; the three parts are combined after subtracting the
-    per-position maximum of the denominator terms.  Differentiable by autograd.
-    Returns the promoted dtype of k and v.
+    Both are exclusive logcumsumexp scans of ``k_i +- i w + log x_i``, for x = 1
+    (denominator) and x = v + s (numerator), where the per-sequence shift
+    s = 1 - min(v) makes the values positive; y = num / den - s.  The parts are
+    combined after subtracting the per-position maximum of the denominator terms.
+    Differentiable by autograd.  Returns the promoted dtype of k and v.
     """
     _check_shapes(w, u, k, v)
     out_dtype = torch.promote_types(k.dtype, v.dtype)
@@ -83,27 +84,22 @@ def biwkv_torch(w, u, k, v) -> torch.Tensor:
     w, u, k, v = (x.to(f64) for x in (w, u, k, v))
     T = k.shape[1]
     iw = torch.arange(T, dtype=f64, device=k.device)[:, None] * w  # T x C
-    tiny = 1e-300  # log(tiny) ~ -691: the clamped part contributes ~1e-300 relative
-    logs = {"den": None, "pos": torch.log(v.clamp(min=tiny)), "neg": torch.log((-v).clamp(min=tiny))}
+    # y is unchanged by the shift, so it carries no gradient; v + s >= 1
+    shift = (1 - v.amin(dim=1, keepdim=True)).detach()
+    logv = torch.log(v + shift)
     centre = u + k
-    parts = {}
-    for name, lx in logs.items():
-        past = k + iw if lx is None else k + iw + lx
-        futr = k - iw if lx is None else k - iw + lx
-        parts[name] = (
-            (w - iw) + _exclusive_logcumsumexp(past, reverse=False),
-            (w + iw) + _exclusive_logcumsumexp(futr, reverse=True),
-            centre if lx is None else centre + lx,
-        )
-    # y does not depend on the shift, so it is detached (no gradient through max)
-    m = torch.maximum(torch.maximum(parts["den"][0], parts["den"][1]), centre).detach()
 
-    def total(name: str) -> torch.Tensor:
-        a, b, c = parts[name]
-        return torch.exp(a - m) + torch.exp(b - m) + torch.exp(c - m)
+    def parts(lx):
+        past = (w - iw) + _exclusive_logcumsumexp(k + iw + lx, reverse=False)
+        futr = (w + iw) + _exclusive_logcumsumexp(k - iw + lx, reverse=True)
+        return past, futr, centre + lx
 
-    y = (total("pos") - total("neg")) / total("den")
-    return y.to(out_dtype)
+    den_parts, num_parts = parts(0.0), parts(logv)
+    # shift of the exponents: the largest denominator term (detached: y does not depend on it)
+    m = torch.maximum(torch.maximum(den_parts[0], den_parts[1]), centre).detach()
+    den = sum(torch.exp(p - m) for p in den_parts)
+    num = sum(torch.exp(p - m) for p in num_parts)
+    return (num / den - shift).to(out_dtype)
 
 
 class _BiWKVKernel(torch.autograd.Function):
@@ -153,6 +149,6 @@ def biwkv(w, u, k, v, *, impl: str | None = None) -> torch.Tensor:
             raise RuntimeError(f"biwkv: no compiled kernel available for device {k.device}")
         return biwkv_torch(w, u, k, v)
     out_dtype = torch.promote_types(k.dtype, v.dtype)
-    f32 = torch.float32
-    w, u, k, v = (x.to(device=k.device, dtype=f32).contiguous() for x in (w, u, k, v))
+    dev = k.device
+    w, u, k, v = (x.to(device=dev, dtype=torch.float32).contiguous() for x in (w, u, k, v))
     return _BiWKVKernel.apply(ext, w, u, k, v).to(out_dtype)
