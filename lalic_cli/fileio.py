@@ -34,7 +34,6 @@ def atomic_write(path: str | Path, write: Callable[[Path], None] | bytes, *, for
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=path.suffix + ".tmp")
     tmp = Path(tmp_name)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would leak into the output
         if isinstance(write, (bytes, bytearray)):
             with os.fdopen(fd, "wb") as f:
                 f.write(write)
@@ -43,6 +42,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None] | bytes, *, for
         else:
             os.close(fd)
             write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would leak into the output
         os.replace(tmp, path)
     except BaseException:
         if tmp.exists():

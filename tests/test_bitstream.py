@@ -5,6 +5,7 @@ follows docs/bitstream.md independently of the module, so the byte layout
 cannot drift without a test failing.
 """
 
+import os
 import random
 import struct
 import zlib
@@ -350,7 +351,8 @@ def test_pack_rejects_invalid_input():
 # --- property-based fuzzing -------------------------------------------------
 
 SMALL = pack(kodak_file(7, extras={"alpha": b"\x01" * 20}))
-_fuzz = settings(max_examples=300, deadline=None, database=None,
+# LALIC_FUZZ_EXAMPLES raises the count for a long run outside CI.
+_fuzz = settings(max_examples=int(os.environ.get("LALIC_FUZZ_EXAMPLES", 300)), deadline=None, database=None,
                  suppress_health_check=list(HealthCheck))
 
 

@@ -80,7 +80,7 @@ def test_info_json(tiny_checkpoints, sample_png):
 
 
 def test_missing_weights_says_what_to_do(weights_dir, sample_png):
-    r = run("encode", sample_png, "-q", 4)
+    r = run("encode", sample_png, "-q", 4, "--weights", "lalic-mse")
     assert r.exit_code == 2
     assert "lalic weights import lalic-mse-q4.pth -q 4" in r.output
 
@@ -117,7 +117,7 @@ def test_user_errors_exit_2_without_traceback(tmp_path, weights_dir):
         assert r.exit_code == 2 and r.output.startswith("lalic: error:"), (args, r.output)
     # The real console script, in a fresh process: one line on stderr, no traceback.
     for args in (["decode", junk], ["encode", junk]):
-        p = subprocess.run([sys.executable, "-m", "lalic_cli.cli", *map(str, args)], capture_output=True, text=True)
+        p = subprocess.run([sys.executable, "-m", "lalic_cli.cli", *map(str, args)], capture_output=True, text=True, cwd=tmp_path)
         assert p.returncode == 2, (args, p.stderr)
         assert "Traceback" not in p.stderr and p.stderr.startswith("lalic: error:")
         assert len(p.stderr.strip().splitlines()) == 1

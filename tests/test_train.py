@@ -96,7 +96,7 @@ def test_ddp_two_cpu_ranks(image_folder, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            "-m", "lalic_cli.cli", "train", "--data", str(image_folder), "--out", str(out), "--config", "tiny",
            "--variable-rate", "--steps", "2", "--batch", "1", "--patch", "64"]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     assert state["step"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -123,8 +124,11 @@ class LALIC(SimpleVAECompressionModel):
         if num_rates:
             # Gain units (Cui et al., CVPR 2021): one channel gain vector per rate on y
             # before quantisation and its inverse after, so one model covers every quality.
-            self.gain = nn.Parameter(torch.ones(num_rates, M))
-            self.inv_gain = nn.Parameter(torch.ones(num_rates, M))
+            # Initialised spread out (x0.4 .. x2.5): from all-ones, Adam moves the gains
+            # too slowly for short trainings and every quality codes alike.
+            spread = torch.logspace(math.log10(0.4), math.log10(2.5), num_rates)[:, None]
+            self.gain = nn.Parameter(spread.expand(num_rates, M).clone())
+            self.inv_gain = nn.Parameter((1 / spread).expand(num_rates, M).clone())
 
     @property
     def variable_rate(self) -> bool:

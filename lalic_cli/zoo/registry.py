@@ -1,8 +1,8 @@
 """Which weights exist, where they are, and how a name or path becomes a model.
 
-Sources, in order of preference for a given quality: weights bundled inside the
-package, then weights the user imported into the weights directory
-(``$LALIC_WEIGHTS``, default ``~/.cache/lalic/weights``). ``weights.toml`` lists
+Sources, in order of preference for a given quality: weights the user imported
+into the weights directory (``$LALIC_WEIGHTS``, default ``~/.cache/lalic/weights``),
+then the weights bundled inside the package. ``weights.toml`` lists
 both the official checkpoints (which must be imported) and the bundled ones.
 """
 
@@ -151,7 +151,9 @@ def resolve(spec: str | None, quality: float) -> WeightsEntry:
             names = ", ".join(sorted({e.name.rsplit('-q', 1)[0] for e in entries}))
             raise WeightsError(f"unknown weights {spec!r} (known: {names}; or give a file path)")
     else:
-        candidates = sorted(entries, key=lambda e: e.kind != "bundled")
+        # Weights the user imported (e.g. the official ones) win for their quality;
+        # the bundled weights cover everything else.
+        candidates = sorted(entries, key=lambda e: e.kind == "bundled")
     for e in candidates:
         if e.covers(quality) and e.available:
             return e
@@ -204,6 +206,8 @@ def load_model(entry: WeightsEntry, device: str = "cpu"):
     """``(model, short_hash)`` for an entry; models are cached per process."""
     if not entry.available:
         raise WeightsError(f"weights {entry.name!r} are not installed (expected at {entry.path})")
+    if entry.sha256 and entry.kind == "bundled" and file_sha256(entry.path) != entry.sha256:
+        raise WeightsError(f"{entry.path} is damaged (sha256 differs from weights.toml); reinstall lalic")
     try:
         return _load_cached(str(entry.path), entry.path.stat().st_mtime, device)
     except CheckpointError as e:
