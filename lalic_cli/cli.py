@@ -221,13 +221,18 @@ def weights_list() -> None:
     """Show known weights, whether each is available, and where it is looked for."""
     from .zoo.registry import catalogue, weights_dir
 
-    table = Table(title=f"weights (imported ones live in {weights_dir()})")
-    for col in ("name", "kind", "config", "quality", "lambda", "status", "path"):
-        table.add_column(col)
+    from .resources import data_dir
+
+    table = Table(
+        title=f"imported weights: {weights_dir()}\nbundled weights: {data_dir() / 'weights'}", title_justify="left"
+    )
+    for col in ("name", "kind", "config", "quality", "lambda", "status"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("file", overflow="fold")
     for e in catalogue():
         q = "variable" if e.variable_rate else f"{e.quality:g}"
         status = "[green]available[/]" if e.available else "[red]missing[/]"
-        table.add_row(e.name, e.kind, e.config, q, f"{e.lmbda:g}" if e.lmbda else "", status, str(e.path or ""))
+        table.add_row(e.name, e.kind, e.config, q, f"{e.lmbda:g}" if e.lmbda else "", status, e.path.name if e.path else "")
     out.print(table)
 
 
