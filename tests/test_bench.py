@@ -144,7 +144,7 @@ def test_user_errors(tiny_checkpoints, folder, tmp_path):
         ([tmp_path, "-q", "1"], "no image files"),
         ([folder, "-q", "7"], "outside"),
         ([folder, "-q", "1", "--vs", "gif"], "unknown codec"),
-        ([folder, "-q", "2"], "quality 2"),
+        ([folder, "-q", "2", "--weights", "lalic-mse"], "quality 2"),
         ([folder, "-q", "1", "--json", tmp_path / "missing" / "o.json"], "does not exist"),
         ([folder, "-q", "1", "--plot", tmp_path / "rd.xyz"], "unknown image format"),
     ):
