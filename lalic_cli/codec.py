@@ -13,7 +13,7 @@ from PIL import Image
 from .errors import DecodeError, InputError
 from .bitstream import Header, LalFile, pack, unpack
 from .image import PreparedImage, open_image, prepare, restore
-from .zoo.registry import HASH_BYTES, WeightsError, WeightsEntry, find_for_decoding, load_model, resolve
+from .zoo.registry import WeightsError, WeightsEntry, find_for_decoding, load_model, resolve
 
 DEFAULT_MAX_PIXELS = 40_000_000
 

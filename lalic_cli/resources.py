@@ -11,8 +11,3 @@ def data_dir() -> Path:
     if (installed / "weights.toml").is_file():
         return installed
     return Path(__file__).resolve().parents[1]
-
-
-def anchors_dir() -> Path:
-    """Published rate-distortion points shipped with the package."""
-    return Path(__file__).with_name("anchors")

@@ -7,7 +7,7 @@ import os
 import random
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,6 @@ class TrainConfig:
     val_limit: int = 4
     device: str = "cpu"
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -179,11 +179,3 @@ class LALIC(SimpleVAECompressionModel):
     def num_coded_tensors(self) -> int:
         """Strings per image: two checkerboard halves per channel group, then z."""
         return 2 * len(self.groups) + 1
-
-    def fold_omnishift(self) -> None:
-        """Recompute every folded OmniShift kernel from its branches."""
-        from ..layers import OmniShift
-
-        for m in self.modules():
-            if isinstance(m, OmniShift):
-                m.fold()

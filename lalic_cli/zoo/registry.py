@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,7 +42,6 @@ class WeightsEntry:
     source: str = ""
     sha256: str = ""
     path: Path | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def variable_rate(self) -> bool:
