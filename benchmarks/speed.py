@@ -1,46 +1,45 @@
 """Speed and memory of LALIC against CompressAI's Elic2022Official, side by side in one run.
 
-    python benchmarks/speed.py                      # Kodak-sized, full configs, random weights
-    python benchmarks/speed.py --scaling 256 512 1024 2048
+    python benchmarks/speed.py                       # Kodak-sized, full configs, random weights
+    python benchmarks/speed.py --allocator default   # without the CLI's allocator tuning
+    python benchmarks/speed.py --scaling 256 512 1024 2048 --plot scaling.png
     python benchmarks/speed.py --config small        # the bundled weights' config
 
 Random weights are fine for timing: the work per pixel does not depend on the values.
-Real coding is included (rANS through CompressAI's coder). Prints medians over --reps
-after one warm-up, and the ratio LALIC / ELIC.
+Real coding is included (rANS through CompressAI's coder). The two models run
+interleaved (LALIC, ELIC, LALIC, ELIC, ...) so that drift in machine load hits both;
+medians over --reps after one warm-up each, and the ratio LALIC / ELIC.
+
+``--allocator tuned`` (the default) applies what ``lalic`` itself applies at start-up
+(``lalic_cli.runtime.tune_allocator``) to the whole process, so both models get it.
+The scaling table runs every size in a fresh process, so each peak RSS is its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
 import torch
 
 
-def _median_time(fn, reps: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
-def _codec_times(model, x: torch.Tensor, reps: int) -> tuple[float, float]:
-    with torch.inference_mode():
-        out = model.compress(x)
-        enc = _median_time(lambda: model.compress(x), reps)
-        dec = _median_time(lambda: model.decompress(out["strings"], out["shape"]), reps)
-    return enc, dec
+def _timed(fn) -> float:
+    _sync()
+    t0 = time.perf_counter()
+    fn()
+    _sync()
+    return time.perf_counter() - t0
 
 
 def _lalic(config: str):
@@ -61,45 +60,121 @@ def _elic():
     return m
 
 
+def _coders(model, x: torch.Tensor):
+    """(compress, decompress) closures on one input, warmed up once."""
+    out = model.compress(x)
+    model.decompress(out["strings"], out["shape"])
+    return (lambda: model.compress(x)), (lambda: model.decompress(out["strings"], out["shape"]))
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def side_by_side(args) -> None:
+    h, w = args.size
+    x = torch.rand(1, 3, h, w)
+    names = (f"LALIC ({args.config})", "Elic2022Official")
+    with torch.inference_mode():
+        models = (_lalic(args.config), _elic())
+        coders = [_coders(m, x) for m in models]
+        times = {(n, op): [] for n in names for op in (0, 1)}
+        for _ in range(args.reps):
+            for op in (0, 1):
+                for name, fns in zip(names, coders):
+                    times[name, op].append(_timed(fns[op]))
+    med = {key: statistics.median(v) for key, v in times.items()}
+    print(f"\n{h}x{w}, interleaved, median of {args.reps} after a warm-up (seconds)\n")
+    print("| model | compress s | decompress s |\n|---|---|---|")
+    for name in names:
+        print(f"| {name} | {med[name, 0]:.2f} | {med[name, 1]:.2f} |")
+    (a, b) = names
+    print(f"| ratio LALIC / ELIC | {med[a, 0] / med[b, 0]:.2f} | {med[a, 1] / med[b, 1]:.2f} |")
+
+
+def one_size(args) -> None:
+    """Child of --scaling: time one square size and print a JSON line."""
+    s = args.one
+    x = torch.rand(1, 3, s, s)
+    with torch.inference_mode():
+        enc, dec = _coders(_lalic(args.config), x)
+        e, d = statistics.median(_timed(enc) for _ in range(args.reps)), statistics.median(
+            _timed(dec) for _ in range(args.reps))
+    print(json.dumps({"size": s, "enc": e, "dec": d, "rss": _peak_rss_gb()}))
+
+
+def scaling(args) -> None:
+    rows = []
+    print(f"\nscaling, LALIC ({args.config}): time and peak RSS against pixel count "
+          f"(one process per size, median of {args.reps} after a warm-up)\n")
+    print("| size | Mpixel | compress s | decompress s | compress s/Mpixel | decompress s/Mpixel | peak RSS GB |")
+    print("|---|---|---|---|---|---|---|")
+    for s in args.scaling:
+        cmd = [sys.executable, __file__, "--one", str(s), "--config", args.config, "--reps", str(args.reps),
+               "--allocator", args.allocator] + (["--threads", str(args.threads)] if args.threads else [])
+        r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        mp = s * s / 1e6
+        rows.append((mp, r["enc"], r["dec"], r["rss"]))
+        print(f"| {s}x{s} | {mp:.3f} | {r['enc']:.2f} | {r['dec']:.2f} | {r['enc'] / mp:.2f} | "
+              f"{r['dec'] / mp:.2f} | {r['rss']:.2f} |", flush=True)
+    (m0, e0, d0, r0), (m1, e1, d1, r1) = rows[0], rows[-1]
+    print(f"\nfrom {m0:.3f} to {m1:.3f} Mpixel ({m1 / m0:.0f}x): compress {e1 / e0:.1f}x, "
+          f"decompress {d1 / d0:.1f}x, peak RSS {r1 / r0:.1f}x")
+    if args.plot:
+        _plot(rows, args)
+
+
+def _plot(rows, args) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    mp = [r[0] for r in rows]
+    fig = Figure(figsize=(9, 3.8))
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(mp, [r[1] for r in rows], "o-", label="compress")
+    ax1.plot(mp, [r[2] for r in rows], "s-", label="decompress")
+    ax2.plot(mp, [r[3] for r in rows], "o-", color="C2", label="peak RSS")
+    for ax, ylabel in ((ax1, "seconds"), (ax2, "GB")):
+        ax.set_xlabel("megapixels")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"LALIC ({args.config}) on {platform.machine()}, {torch.get_num_threads()} threads")
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=120)
+    print(f"plot: {args.plot}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="full")
     ap.add_argument("--size", type=int, nargs=2, default=(512, 768), metavar=("H", "W"))
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--scaling", type=int, nargs="*", default=None, help="square sizes for the scaling table")
+    ap.add_argument("--allocator", choices=("tuned", "default"), default="tuned")
+    ap.add_argument("--scaling", type=int, nargs="*", default=None, help="square sizes for the scaling table only")
+    ap.add_argument("--plot", default=None, help="PNG for the scaling plot")
+    ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.allocator == "tuned":
+        from lalic_cli.runtime import tune_allocator
+
+        tune_allocator()
     from lalic_cli import kernels
 
     ext = kernels.load_extension("cpu")
+    if args.one:
+        return one_size(args)
     print(f"# machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, BiWKV {'C++ kernel' if ext else 'PyTorch path'}")
-    h, w = args.size
-    x = torch.rand(1, 3, h, w)
-    rows = []
-    lalic = _lalic(args.config)
-    rows.append((f"LALIC ({args.config})", *_codec_times(lalic, x, args.reps)))
-    del lalic
-    rows.append(("Elic2022Official", *_codec_times(_elic(), x, args.reps)))
-    print(f"\n{h}x{w}, median of {args.reps} after a warm-up (seconds)\n")
-    print(f"| model | compress s | decompress s |\n|---|---|---|")
-    for name, e, d in rows:
-        print(f"| {name} | {e:.2f} | {d:.2f} |")
-    (_, le, ld), (_, ee, ed) = rows
-    print(f"| ratio LALIC / ELIC | {le / ee:.2f} | {ld / ed:.2f} |")
-
+          f"torch {torch.__version__}, BiWKV {'C++ kernel' if ext else 'PyTorch path'}, "
+          f"allocator {args.allocator}")
     if args.scaling:
-        print(f"\nscaling, LALIC ({args.config}): time and peak RSS against pixel count\n")
-        print("| size | pixels | compress s | decompress s | s per Mpixel (enc) | peak RSS GB |\n|---|---|---|---|---|---|")
-        model = _lalic(args.config)
-        for s in args.scaling:
-            xs = torch.rand(1, 3, s, s)
-            e, d = _codec_times(model, xs, 1)
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-            print(f"| {s}x{s} | {s * s:,} | {e:.2f} | {d:.2f} | {e / (s * s / 1e6):.2f} | {rss:.2f} |")
-            sys.stdout.flush()
+        scaling(args)
+    else:
+        side_by_side(args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from . import errors
 from .fileio import OutputExistsError, atomic_write
+from .runtime import tune_allocator
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -39,6 +40,7 @@ class LalicGroup(click.Group):
 @click.version_option(package_name="lalic")
 def main() -> None:
     """LALIC learned image codec: encode images to .lal files and back."""
+    tune_allocator()
 
 
 def _output_for(src: str, out_opt: str | None, many: bool, suffix: str) -> str:

@@ -2,6 +2,8 @@
 
 Blocks take and return ``B x C x H x W`` maps like the convolutions around
 them; inside, they work on ``B x T x C`` tokens in raster order (T = H*W).
+A channels-last map and its tokens share memory, so blocks return channels-last
+maps and a chain of blocks and convolutions never transposes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import torch.nn as nn
 from ..ops.biwkv import biwkv
 from .omnishift import OmniShift
 
-TOKEN_CHUNK = 65536  # tokens per chunk for the channel mix at inference
+# Tokens per chunk for the token-wise work at inference: the channel mix's hidden
+# layer (rate x wider) then stays in cache, and large images stay in bounded memory.
+# Set to 0 to disable chunking (the tests compare both).
+TOKEN_CHUNK = 4096
+_ROW_ALIGN = 64  # chunks start on multiples of this many rows, see _row_chunks
 
 
 def _shift_tokens(shift: OmniShift, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -25,6 +31,28 @@ def _shift_tokens(shift: OmniShift, x: torch.Tensor, hw: tuple[int, int]) -> tor
     h, w = hw
     out = shift(x.view(b, h, w, c).permute(0, 3, 1, 2))
     return out.permute(0, 2, 3, 1).reshape(b, t, c)
+
+
+def _row_chunks(n: int) -> list[slice]:
+    """Row ranges of about TOKEN_CHUNK rows that give the same bits as one range.
+
+    Vectorised element-wise kernels round their scalar tail differently, and BLAS
+    takes other paths for a few rows: so every chunk starts on a multiple of
+    _ROW_ALIGN rows (the vector/scalar split then falls where it falls for the whole
+    tensor), and a short tail joins the chunk before it.
+    """
+    step = -(-max(TOKEN_CHUNK, 1) // _ROW_ALIGN) * _ROW_ALIGN if TOKEN_CHUNK > 0 else n
+    starts = list(range(0, n, step))
+    if len(starts) > 1 and n - starts[-1] < 16:
+        starts.pop()
+    return [slice(a, b) for a, b in zip(starts, starts[1:] + [n])]
+
+
+def _gemm_weight(linear: nn.Linear, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """``W^T`` (rows optionally scaled) as a contiguous ``in x out`` matrix: with a
+    transposed operand BLAS picks kernels by row count, and chunks would round differently."""
+    w = linear.weight if scale is None else linear.weight * scale[:, None]
+    return w.t().contiguous()
 
 
 class SpatialMix(nn.Module):
@@ -49,6 +77,26 @@ class SpatialMix(nn.Module):
         y = biwkv(self.decay / t, self.boost / t, k, v)
         return self.output(sr * y)
 
+    def residual(self, res: torch.Tensor, norm: nn.Module, hw: tuple[int, int], gamma: torch.Tensor) -> torch.Tensor:
+        """Inference: ``res + gamma * forward(norm(res))``, token chunk by chunk, with the
+        scale and the residual add folded into the output GEMM and in-place activations."""
+        b, t, c = res.shape
+        x = _shift_tokens(self.omni_shift, norm(res), hw).view(b * t, c)
+        k, v = x.new_empty(b * t, c), x.new_empty(b * t, c)
+        w_key, w_val = _gemm_weight(self.key), _gemm_weight(self.value)
+        for rows in _row_chunks(b * t):
+            torch.mm(x[rows], w_key, out=k[rows])
+            torch.mm(x[rows], w_val, out=v[rows])
+        y = biwkv(self.decay / t, self.boost / t, k.view(b, t, c), v.view(b, t, c)).view(b * t, c)
+        del k, v
+        res = res.reshape(b * t, c)
+        out = torch.empty_like(res)
+        w_rec, w_out = _gemm_weight(self.receptance), _gemm_weight(self.output, gamma)
+        for rows in _row_chunks(b * t):
+            gate = torch.mm(x[rows], w_rec).sigmoid_().mul_(y[rows])
+            torch.addmm(res[rows], gate, w_out, out=out[rows])
+        return out.view(b, t, c)
+
 
 class ChannelMix(nn.Module):
     """Gated squared-ReLU feed-forward after an OmniShift."""
@@ -60,17 +108,23 @@ class ChannelMix(nn.Module):
         self.receptance = nn.Linear(dim, dim, bias=False)
         self.value = nn.Linear(hidden_rate * dim, dim, bias=False)
 
-    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        x = _shift_tokens(self.omni_shift, x, hw)
         kv = self.value(torch.relu(self.key(x)).square())
         return torch.sigmoid(self.receptance(x)) * kv
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        x = _shift_tokens(self.omni_shift, x, hw)
-        if torch.is_grad_enabled() or x.shape[1] <= TOKEN_CHUNK:
-            return self._mix(x)
-        # Inference on large images: the hidden layer is rate x wider than x, so run it
-        # token-chunk by chunk. Rows of a matmul are independent: the result is the same.
-        return torch.cat([self._mix(c) for c in x.split(TOKEN_CHUNK, dim=1)], dim=1)
+    def residual_(self, res: torch.Tensor, norm: nn.Module, hw: tuple[int, int], gamma: torch.Tensor) -> torch.Tensor:
+        """Inference: ``res += gamma * forward(norm(res))`` in place, token chunk by chunk,
+        so the hidden layer stays small."""
+        b, t, c = res.shape
+        x = _shift_tokens(self.omni_shift, norm(res), hw).view(b * t, c)
+        out = res.view(b * t, c)
+        w_key, w_rec, w_val = _gemm_weight(self.key), _gemm_weight(self.receptance), _gemm_weight(self.value, gamma)
+        for rows in _row_chunks(b * t):
+            xc = x[rows]
+            hidden = torch.mm(xc, w_key).relu_().square_()
+            out[rows].addcmul_(torch.mm(xc, w_rec).sigmoid_(), torch.mm(hidden, w_val))
+        return res
 
 
 class RwkvBlock(nn.Module):
@@ -88,7 +142,11 @@ class RwkvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         hw = (h, w)
-        t = x.flatten(2).transpose(1, 2).contiguous()
-        t = t + self.gamma1 * self.att(self.ln1(t), hw)
-        t = t + self.gamma2 * self.ffn(self.ln2(t), hw)
-        return t.transpose(1, 2).reshape(b, c, h, w)
+        t = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when x is channels-last
+        if torch.is_grad_enabled():
+            t = t + self.gamma1 * self.att(self.ln1(t), hw)
+            t = t + self.gamma2 * self.ffn(self.ln2(t), hw)
+        else:
+            t = self.att.residual(t, self.ln1, hw, self.gamma1)
+            t = self.ffn.residual_(t, self.ln2, hw, self.gamma2)
+        return t.view(b, h, w, c).permute(0, 3, 1, 2)

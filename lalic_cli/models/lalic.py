@@ -155,16 +155,25 @@ class LALIC(SimpleVAECompressionModel):
 
         return interp(self.gain), interp(self.inv_gain)
 
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """``g_a`` in channels-last (the blocks' tokens are then views, no transposes);
+        ``y`` leaves in the standard layout, so the entropy model runs the same
+        operations at encoding as at decoding."""
+        return self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+    def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
+        return self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).contiguous()
+
     def forward(self, x: torch.Tensor, quality: float | torch.Tensor | None = None) -> dict:
-        y = self.g_a(x)
+        y = self.analysis(x)
         g = self.gains(quality)
         y_out = self.latent_codec(y if g is None else y * g[0])
         y_hat = y_out["y_hat"] if g is None else y_out["y_hat"] * g[1]
-        return {"x_hat": self.g_s(y_hat), "likelihoods": y_out["likelihoods"]}
+        return {"x_hat": self.synthesis(y_hat), "likelihoods": y_out["likelihoods"]}
 
     def compress(self, x: torch.Tensor, quality: float | None = None) -> dict:
         """Strings, shapes and the quantised symbols ``y_hat`` (before any inverse gain)."""
-        y = self.g_a(x)
+        y = self.analysis(x)
         g = self.gains(quality)
         return self.latent_codec.compress(y if g is None else y * g[0])
 
@@ -172,7 +181,7 @@ class LALIC(SimpleVAECompressionModel):
         """``x_hat`` in [0, 1], and the decoded symbols ``y_hat`` for checking."""
         y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
         g = self.gains(quality)
-        x_hat = self.g_s(y_hat if g is None else y_hat * g[1]).clamp_(0, 1)
+        x_hat = self.synthesis(y_hat if g is None else y_hat * g[1]).clamp_(0, 1)
         return {"x_hat": x_hat, "y_hat": y_hat}
 
     @property

@@ -1,0 +1,107 @@
+"""The fused inference path of the Bi-RWKV block against its plain formulation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lalic_cli.layers import rwkv
+from lalic_cli.layers.rwkv import RwkvBlock
+
+
+def _block(dim: int, hidden_rate: int = 4, seed: int = 0) -> RwkvBlock:
+    torch.manual_seed(seed)
+    block = RwkvBlock(dim, hidden_rate)
+    with torch.no_grad():  # non-trivial scales, so folding them into the GEMMs is exercised
+        block.gamma1.uniform_(0.5, 1.5)
+        block.gamma2.uniform_(0.5, 1.5)
+        block.ln1.weight.uniform_(0.5, 1.5)
+        block.ln2.bias.uniform_(-0.2, 0.2)
+    return block.eval()
+
+
+def _plain(block: RwkvBlock, x: torch.Tensor) -> torch.Tensor:
+    """The block's formula step by step in float64: an independent reference."""
+    b, c, h, w = x.shape
+    block = block.double()
+    t = x.double().flatten(2).transpose(1, 2)
+
+    def shift(shifter, tok):
+        return shifter(tok.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
+
+    att, ffn = block.att, block.ffn
+    a = shift(att.omni_shift, block.ln1(t))
+    y = rwkv.biwkv(att.decay / (h * w), att.boost / (h * w), att.key(a), att.value(a))
+    t = t + block.gamma1 * att.output(torch.sigmoid(att.receptance(a)) * y)
+    f = shift(ffn.omni_shift, block.ln2(t))
+    t = t + block.gamma2 * torch.sigmoid(ffn.receptance(f)) * ffn.value(torch.relu(ffn.key(f)) ** 2)
+    block.float()
+    return t.transpose(1, 2).reshape(b, c, h, w)
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 5, 7), (2, 24, 9, 4), (1, 8, 1, 1)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_path_matches_the_formula(shape, channels_last):
+    x = torch.randn(*shape)
+    block = _block(shape[1])
+    ref = _plain(block, x)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        out = block(x)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_path_matches_the_training_path():
+    x = torch.randn(2, 16, 6, 10)
+    block = _block(16, hidden_rate=8)
+    with torch.enable_grad():
+        train = block(x)
+    with torch.inference_mode():
+        infer = block(x)
+    torch.testing.assert_close(infer, train.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_inference_leaves_the_input_alone():
+    x = torch.randn(1, 16, 8, 8).contiguous(memory_format=torch.channels_last)
+    before = x.clone()
+    with torch.inference_mode():
+        _block(16)(x)
+    assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("chunk", [1, 64, 100, 129])
+def test_token_chunks_give_the_same_bits(monkeypatch, chunk):
+    """Chunking bounds memory on large images; it must not change a single bit.
+    (Chunks are rounded up to 64-row multiples; 2 x 130 tokens leaves uneven tails.)"""
+    x = torch.randn(2, 32, 10, 13).contiguous(memory_format=torch.channels_last)
+    block = _block(32)
+    with torch.inference_mode():
+        monkeypatch.setattr(rwkv, "TOKEN_CHUNK", 0)
+        whole = block(x)
+        monkeypatch.setattr(rwkv, "TOKEN_CHUNK", chunk)
+        chunked = block(x)
+    assert torch.equal(whole, chunked)
+
+
+def test_model_chunked_and_unchunked_code_the_same(monkeypatch, tiny_model):
+    x = torch.rand(1, 3, 128, 192)
+    with torch.inference_mode():
+        monkeypatch.setattr(rwkv, "TOKEN_CHUNK", 0)
+        whole = tiny_model.compress(x)
+        x_whole = tiny_model.decompress(whole["strings"], whole["shape"])["x_hat"]
+        monkeypatch.setattr(rwkv, "TOKEN_CHUNK", 320)
+        chunked = tiny_model.compress(x)
+        x_chunked = tiny_model.decompress(chunked["strings"], chunked["shape"])["x_hat"]
+    assert whole["strings"] == chunked["strings"]
+    assert torch.equal(x_whole, x_chunked)
+
+
+@pytest.fixture
+def tiny_model():
+    from lalic_cli.models import LALIC, get_config
+
+    torch.manual_seed(0)
+    model = LALIC(**get_config("tiny").kwargs()).eval()
+    model.update(force=True)
+    return model
