@@ -3,7 +3,8 @@
     python benchmarks/biwkv_speed.py [--reps 3] [--T 98304] [--C 96] [--threads N]
 
 Times every available path (PyTorch scans, CPU kernel, and on a GPU the CUDA kernel
-and the PyTorch path there), forward alone (no_grad) and forward + backward, as the
+and the PyTorch path there; "exact" is the CPU kernel forced onto its exact scheme,
+which it otherwise takes only when keys or decays are too spread for its fast path), forward alone (no_grad) and forward + backward, as the
 median of --reps runs after one warm-up, and prints the ratio to the PyTorch path on
 the same device (> 1: faster).
 """
@@ -78,6 +79,10 @@ def main() -> None:
             if impl == "torch":
                 base = (tf, tb)
             rows.append((dev.type, impl, tf, tb, base[0] / tf, base[1] / tb))
+        ext = kernels.load_extension("cpu") if dev.type == "cpu" else None
+        if ext is not None:  # the CPU kernel's exact scheme alone, as when the fast path does not apply
+            te = timed(lambda: ext.forward(w, u, k.contiguous(), v.contiguous(), exact=True), dev, args.reps)
+            rows.append((dev.type, "exact", te, float("nan"), base[0] / te, float("nan")))
 
     print(f"BiWKV  B={B} T={T} C={C}  torch {torch.__version__}  threads={torch.get_num_threads()}"
           f"  median of {args.reps}")

@@ -16,6 +16,9 @@
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include "biwkv_common.h"
@@ -37,6 +40,7 @@ struct Problem {
   float *y, *gk, *gv;
   double *gw, *gu;  // per batch element: B x C
   int64_t B, T, C;
+  bool exact;  // forward: never take the fast path
 };
 
 struct Scratch {
@@ -125,6 +129,112 @@ void two_sided(const Problem& P, int64_t off, const float* w, Scratch& ws, Body 
       fut.template add<false>(P.k + off + t * C, P.v + off + t * C, static_cast<float>(t), w, C);
     }
     body(t0, t1);
+  }
+}
+
+// Fast forward path for the usual case: once every key is taken relative to its
+// channel's largest, all weights e^{k_i - kmax} fit a float32 exponential and all
+// decayed sums fit a double.  Then one exponential per element and plain decaying
+// sums  S_{t+1} = e^{-w} S_t + e_t v_t  do, instead of the exact scheme's four
+// (which handles any |w| T and any range of k, and takes over otherwise).  Tasks
+// take up to kFastWidth channels, so that each row read is several cache lines.
+constexpr float kFastKeyRange = 80.0f;  // max k - min k: e^-80 is a normal float
+constexpr float kFastDecay = 500.0f;    // |w| (T + 1) + |u|: e^+-500 fits a double
+constexpr int kFastWidth = 64;
+
+struct FastState {
+  alignas(64) double q[kFastWidth], eu[kFastWidth], fn[kFastWidth], fd[kFastWidth];
+  alignas(64) double pn[kFastWidth], pd[kFastWidth];
+  alignas(64) float kmax[kFastWidth];
+};
+
+// Largest key per channel, and whether the fast path applies to these n channels.
+bool fast_applies(const Problem& P, int64_t off, int n, FastState& st) {
+  alignas(64) float kmin[kFastWidth];
+  bool nan = false;
+  for (int c = 0; c < n; ++c) {
+    st.kmax[c] = -std::numeric_limits<float>::infinity();
+    kmin[c] = std::numeric_limits<float>::infinity();
+  }
+  for (int64_t t = 0; t < P.T; ++t) {
+    const float* kt = P.k + off + t * P.C;
+#pragma omp simd reduction(| : nan)
+    for (int c = 0; c < n; ++c) {
+      st.kmax[c] = kt[c] > st.kmax[c] ? kt[c] : st.kmax[c];
+      kmin[c] = kt[c] < kmin[c] ? kt[c] : kmin[c];
+      nan |= kt[c] != kt[c];
+    }
+  }
+  bool ok = !nan;
+  const float len = static_cast<float>(P.T + 1);
+  const float *w = P.w + off % P.C, *u = P.u + off % P.C;
+  for (int c = 0; c < n; ++c)
+    ok = ok && st.kmax[c] - kmin[c] <= kFastKeyRange &&
+         std::fabs(w[c]) * len + std::fabs(u[c]) <= kFastDecay;
+  return ok;
+}
+
+void fast_forward(const Problem& P, int64_t off, int n, FastState& st, Scratch& ws) {
+  const int64_t T = P.T, C = P.C, nchunks = (T + kChunk - 1) / kChunk;
+  const float *w = P.w + off % C, *u = P.u + off % C;
+  for (int c = 0; c < n; ++c) {
+    st.q[c] = std::exp(-static_cast<double>(w[c]));
+    st.eu[c] = std::exp(static_cast<double>(u[c]));
+    st.fn[c] = st.fd[c] = st.pn[c] = st.pd[c] = 0.0;
+  }
+  double *q = st.q, *eu = st.eu, *fn = st.fn, *fd = st.fd, *pn = st.pn, *pd = st.pd;
+  const float* kmax = st.kmax;
+  const size_t bytes = sizeof(double) * n;
+  // Backward pass: e_t = e^{k_t - kmax} parked in y, and the future sums at the last
+  // position of every chunk (before that position's term is added).
+  ws.ckpt.resize(static_cast<size_t>(nchunks) * 2 * n);
+  ws.chunk.resize(static_cast<size_t>(kChunk) * 2 * n);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    if (t == T - 1 || (t + 1) % kChunk == 0) {
+      acc_t* s = ws.ckpt.data() + (t / kChunk) * 2 * n;
+      std::memcpy(s, fn, bytes);
+      std::memcpy(s + n, fd, bytes);
+    }
+    const float* kt = P.k + off + t * C;
+    const float* vt = P.v + off + t * C;
+    float* yt = P.y + off + t * C;
+#pragma omp simd
+    for (int c = 0; c < n; ++c) {
+      const float e = fexp(kt[c] - kmax[c]);
+      yt[c] = e;
+      fn[c] = q[c] * fn[c] + static_cast<double>(e) * vt[c];
+      fd[c] = q[c] * fd[c] + e;
+    }
+  }
+  // Chunk by chunk: the future sums at each position again, then the forward scan.
+  for (int64_t j = 0; j < nchunks; ++j) {
+    const int64_t t0 = j * kChunk, t1 = std::min(T, t0 + kChunk);
+    std::memcpy(fn, ws.ckpt.data() + j * 2 * n, bytes);
+    std::memcpy(fd, ws.ckpt.data() + j * 2 * n + n, bytes);
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      acc_t* s = ws.chunk.data() + (t - t0) * 2 * n;
+      std::memcpy(s, fn, bytes);
+      std::memcpy(s + n, fd, bytes);
+      const float* vt = P.v + off + t * C;
+      const float* et = P.y + off + t * C;
+#pragma omp simd
+      for (int c = 0; c < n; ++c) {
+        fn[c] = q[c] * fn[c] + static_cast<double>(et[c]) * vt[c];
+        fd[c] = q[c] * fd[c] + et[c];
+      }
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+      const acc_t* s = ws.chunk.data() + (t - t0) * 2 * n;
+      const float* vt = P.v + off + t * C;
+      float* yt = P.y + off + t * C;
+#pragma omp simd
+      for (int c = 0; c < n; ++c) {
+        const double e = yt[c], ec = eu[c] * e;
+        yt[c] = static_cast<float>((pn[c] + s[c] + ec * vt[c]) / (pd[c] + s[n + c] + ec));
+        pn[c] = q[c] * pn[c] + e * vt[c];
+        pd[c] = q[c] * pd[c] + e;
+      }
+    }
   }
 }
 
@@ -308,6 +418,39 @@ struct Forward {
   }
 };
 
+// Exact forward for channels [c0, c1) of batch element b, 16 (then 1) at a time.
+void exact_forward_range(const Problem& P, int64_t b, int64_t c0, int64_t c1, Scratch& ws) {
+  for (; c0 + 16 <= c1; c0 += 16) forward_task<16>(P, b, c0, ws);
+  for (; c0 < c1; ++c0) forward_task<1>(P, b, c0, ws);
+}
+
+// Fast path over groups of channels (as few as fill the threads, at most
+// kFastWidth wide); a group where it does not apply takes the exact path.
+void run_fast_forward(const Problem& P) {
+  const int64_t threads = std::max(1, at::get_num_threads());
+  // groups per batch element: enough for the width limit, and with B = 1 a multiple
+  // of the thread count, so that no thread idles in the last round
+  int64_t per_b = (P.C + kFastWidth - 1) / kFastWidth;
+  if (P.B < threads) per_b = (per_b + threads - 1) / threads * threads;
+  const int64_t width = std::min<int64_t>(kFastWidth, ((P.C + per_b - 1) / per_b + 7) / 8 * 8);
+  const int64_t groups = (P.C + width - 1) / width, ntasks = P.B * groups;
+#pragma omp parallel num_threads(static_cast<int>(std::min<int64_t>(threads, ntasks)))
+  {
+    Scratch ws;
+    FastState st;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < ntasks; ++task) {
+      const int64_t b = task / groups, c0 = (task % groups) * width;
+      const int n = static_cast<int>(std::min(width, P.C - c0));
+      const int64_t off = b * P.T * P.C + c0;
+      if (fast_applies(P, off, n, st))
+        fast_forward(P, off, n, st, ws);
+      else
+        exact_forward_range(P, b, c0, c0 + n, ws);
+    }
+  }
+}
+
 struct Backward {
   template <int W>
   static void task(const Problem& P, int64_t b, int64_t c0, Scratch& ws) {
@@ -342,15 +485,20 @@ Problem make_problem(const torch::Tensor& w, const torch::Tensor& u, const torch
   return P;
 }
 
-torch::Tensor forward(torch::Tensor w, torch::Tensor u, torch::Tensor k, torch::Tensor v) {
+torch::Tensor forward(torch::Tensor w, torch::Tensor u, torch::Tensor k, torch::Tensor v,
+                      bool exact) {
   check_inputs(w, u, k, v);
   auto y = torch::empty_like(k);
   if (k.numel() == 0) return y;
   Problem P = make_problem(w, u, k, v);
   P.y = y.data_ptr<float>();
+  P.exact = exact;
   {
     pybind11::gil_scoped_release nogil;
-    run_tasks<Forward>(P);
+    if (exact)
+      run_tasks<Forward>(P);
+    else
+      run_fast_forward(P);
   }
   return y;
 }
@@ -381,6 +529,8 @@ std::vector<torch::Tensor> backward(torch::Tensor w, torch::Tensor u, torch::Ten
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "BiWKV operator (CPU)";
-  m.def("forward", &forward, "BiWKV forward: (w, u, k, v) -> y");
+  m.def("forward", &forward, "BiWKV forward: (w, u, k, v) -> y; exact=True skips the fast path",
+        pybind11::arg("w"), pybind11::arg("u"), pybind11::arg("k"), pybind11::arg("v"),
+        pybind11::arg("exact") = false);
   m.def("backward", &backward, "BiWKV backward: (w, u, k, v, gy) -> (gw, gu, gk, gv)");
 }

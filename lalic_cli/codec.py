@@ -13,6 +13,7 @@ from PIL import Image
 from .errors import DecodeError, InputError
 from .bitstream import Header, LalFile, pack, unpack
 from .image import PreparedImage, open_image, prepare, restore
+from .memory import check_fits
 from .zoo.registry import WeightsError, WeightsEntry, find_for_decoding, load_model, resolve
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -75,6 +76,7 @@ def encode_prepared(
     dev = pick_device(device)
     entry = resolve(weights, quality)
     model, short_hash = load_model(entry, dev)
+    check_fits(model, img.height, img.width, dev)
     x, pad = pad_to(img.rgb.to(dev), model.downsampling_factor)
     with torch.inference_mode():
         out = model.compress(x, quality)
@@ -133,6 +135,7 @@ def decode(
         )
     if h.num_groups != len(model.groups):
         raise DecodeError(f"file has {h.num_groups} channel groups, the weights have {len(model.groups)}")
+    check_fits(model, h.height, h.width, dev)
     strings = [[s] for s in (*lal.y_strings, lal.z_string)]
     with torch.inference_mode():
         dec = model.decompress(strings, _z_shape_to_latent_shape(model, h.z_shape), h.quality)

@@ -95,6 +95,43 @@ def test_cpu_kernel_forward(T, wkind):
     assert_rel_close(y, ref, 2e-5, "cpu kernel")
 
 
+@pytest.mark.parametrize("T", [1, 33, 1000, 4097])
+def test_cpu_kernel_fast_path(T):
+    """Keys within 80 of each other and |w| T small: the kernel's one-exponential path
+    runs, and meets the same bound against the formula as the exact scheme."""
+    ext = cpu_ext()
+    B, C = sizes(T)
+    xs, ref = case(B, T, C, "model", kscale=30.0)
+    args = [x.float().contiguous() for x in xs]
+    fast, exact = ext.forward(*args), ext.forward(*args, exact=True)
+    assert_rel_close(fast, ref, 2e-5, "fast path")
+    assert_rel_close(exact, ref, 2e-5, "exact scheme")
+    if T > 1:
+        assert not torch.equal(fast, exact), "the fast path did not run"
+
+
+@pytest.mark.parametrize("kscale, wkind", [(50.0, "model"), (3.0, "huge"), (3.0, "big")])
+def test_cpu_kernel_falls_back_to_the_exact_scheme(kscale, wkind):
+    """Keys spread over more than 80, or |w| T beyond 500: the exact scheme, bit for bit."""
+    ext = cpu_ext()
+    xs, ref = case(2, 1000, 17, wkind, kscale=kscale)
+    args = [x.float().contiguous() for x in xs]
+    y = ext.forward(*args)
+    assert torch.equal(y, ext.forward(*args, exact=True))
+    assert_rel_close(y, ref, 2e-5, "fallback")
+
+
+def test_cpu_kernel_fast_path_nan_keys_fall_back():
+    ext = cpu_ext()
+    (w, u, k, v), _ = case(1, 100, 16, "model", kscale=3.0)
+    k = k.float().clone()
+    k[0, 50, 3] = float("nan")
+    args = [w.float(), u.float(), k, v.float()]
+    y, exact = ext.forward(*args), ext.forward(*args, exact=True)
+    assert torch.equal(y.isnan(), exact.isnan())
+    torch.testing.assert_close(y.nan_to_num(), exact.nan_to_num(), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("wkind", ["big", "model"])
 @pytest.mark.parametrize("kscale", [3.0, 30.0])
 def test_torch_gradcheck(wkind, kscale):

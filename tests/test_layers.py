@@ -105,3 +105,14 @@ def tiny_model():
     model = LALIC(**get_config("tiny").kwargs()).eval()
     model.update(force=True)
     return model
+
+
+def test_recomputed_shift_gives_the_same_bits(monkeypatch):
+    """Large maps drop the shifted input during BiWKV and compute it again: same bits."""
+    x = torch.randn(1, 32, 12, 16).contiguous(memory_format=torch.channels_last)
+    block = _block(32)
+    with torch.inference_mode():
+        kept = block(x)
+        monkeypatch.setattr(rwkv, "RECOMPUTE_ELEMENTS", 0)
+        recomputed = block(x)
+    assert torch.equal(kept, recomputed)

@@ -19,6 +19,9 @@ from .omnishift import OmniShift
 # Set to 0 to disable chunking (the tests compare both).
 TOKEN_CHUNK = 4096
 _ROW_ALIGN = 64  # chunks start on multiples of this many rows, see _row_chunks
+# Maps of at least this many values (256 MB in float32) trade a second LayerNorm and
+# OmniShift for one map-sized tensor less at the peak of the spatial mix.
+RECOMPUTE_ELEMENTS = 1 << 26
 
 
 def _shift_tokens(shift: OmniShift, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -79,23 +82,36 @@ class SpatialMix(nn.Module):
 
     def residual(self, res: torch.Tensor, norm: nn.Module, hw: tuple[int, int], gamma: torch.Tensor) -> torch.Tensor:
         """Inference: ``res + gamma * forward(norm(res))``, token chunk by chunk, with the
-        scale and the residual add folded into the output GEMM and in-place activations."""
+        scale and the residual add folded into the output GEMM and in-place activations.
+
+        The result overwrites the BiWKV output as it is consumed. On large maps the
+        shifted input is dropped during BiWKV and computed again after (same bits):
+        four map-sized tensors live at the peak instead of five.
+        """
         b, t, c = res.shape
-        x = _shift_tokens(self.omni_shift, norm(res), hw).view(b * t, c)
+
+        def shifted() -> torch.Tensor:
+            return _shift_tokens(self.omni_shift, norm(res), hw).view(b * t, c)
+
+        x = shifted()
         k, v = x.new_empty(b * t, c), x.new_empty(b * t, c)
         w_key, w_val = _gemm_weight(self.key), _gemm_weight(self.value)
         for rows in _row_chunks(b * t):
             torch.mm(x[rows], w_key, out=k[rows])
             torch.mm(x[rows], w_val, out=v[rows])
+        recompute = x.numel() >= RECOMPUTE_ELEMENTS
+        if recompute:
+            del x
         y = biwkv(self.decay / t, self.boost / t, k.view(b, t, c), v.view(b, t, c)).view(b * t, c)
         del k, v
+        if recompute:
+            x = shifted()
         res = res.reshape(b * t, c)
-        out = torch.empty_like(res)
         w_rec, w_out = _gemm_weight(self.receptance), _gemm_weight(self.output, gamma)
         for rows in _row_chunks(b * t):
             gate = torch.mm(x[rows], w_rec).sigmoid_().mul_(y[rows])
-            torch.addmm(res[rows], gate, w_out, out=out[rows])
-        return out.view(b, t, c)
+            torch.addmm(res[rows], gate, w_out, out=y[rows])
+        return y.view(b, t, c)
 
 
 class ChannelMix(nn.Module):
