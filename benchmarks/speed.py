@@ -68,7 +68,8 @@ def _coders(model, x: torch.Tensor):
 
 
 def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """Peak resident set size in GB (10^9 bytes); Linux reports KiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 def side_by_side(args) -> None:

@@ -4,6 +4,7 @@ with a message instead of being killed by the out-of-memory killer half-way."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -15,8 +16,8 @@ from .errors import InputError
 # BiWKV keys, values and output), plus the transposed conv around them: 5.5 maps.
 # The image itself is held several times over (8-bit, float, padded, decoded):
 # 64 bytes per pixel. Measured peaks at 3840x2160 (benchmarks/RESULTS.md): full
-# config 4.66 GB encode / 5.49 GB decode (this estimate: 6.8 GB); bundled small
-# config 3.00 / 2.87 GB (estimate: 3.6 GB).
+# config 4.77 GB encode / 5.26 GB decode (this estimate: 6.8 GB); bundled small
+# config 3.07 / 2.94 GB (estimate: 3.6 GB).
 MAPS_AT_PEAK = 5.5
 BYTES_PER_PIXEL = 64
 OVERHEAD_BYTES = 3 << 29  # 1.6 GB: the interpreter, torch (0.95 GB measured before any coding), the coder
@@ -61,12 +62,34 @@ def available_bytes(device: str) -> int | None:
     return min(known) if known else None
 
 
+def _resident_bytes() -> int:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def additional_bytes(model: torch.nn.Module, height: int, width: int, device: str) -> int:
+    """Bytes the image will still take on ``device``: its own share of the estimate,
+    plus on the CPU whatever part of the fixed share this process has not taken yet."""
+    fixed = estimate_peak_bytes(model, 0, 0)
+    per_image = estimate_peak_bytes(model, height, width) - fixed
+    if device == "cuda":
+        return per_image
+    return per_image + max(0, fixed - _resident_bytes())
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
 def check_fits(model: torch.nn.Module, height: int, width: int, device: str) -> None:
     """Raise InputError when the image clearly will not fit in the memory left."""
-    need, have = estimate_peak_bytes(model, height, width), available_bytes(device)
+    need, have = additional_bytes(model, height, width, device), available_bytes(device)
     if have is not None and need > have:
         where = "GPU memory" if device == "cuda" else "memory"
         raise InputError(
-            f"a {width}x{height} image needs about {need / 1e9:.1f} GB of {where} with these weights, "
-            f"and {have / 1e9:.1f} GB is available: use a smaller image or a machine with more {where}"
+            f"a {width}x{height} image needs about {_size(need)} more {where} with these weights, "
+            f"and {_size(have)} is available: use a smaller image or a machine with more {where}"
         )

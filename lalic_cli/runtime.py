@@ -8,11 +8,11 @@ import sys
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _NEVER = (1 << 31) - 1
-# Blocks up to this size come from the reused heap: every activation of a Kodak-sized
-# image (the largest is 38 MB). Larger ones (4K maps are 800 MB) stay mmap'ed and go
-# back to the system when freed: in the heap they fragment it, and a 4K decode then
-# peaked at 7.7 GB instead of 4.6 GB.
-_HEAP_MAX_BLOCK = 1 << 28
+# Blocks up to this size come from the reused heap: every activation up to about
+# 2048x2048 (400 MB maps). Larger ones (4K maps are 800 MB) stay mmap'ed and go back
+# to the system when freed: in the heap they fragment it (with a 1 GB cap, the full
+# model's 4K synthesis peaked at 8.3 GB instead of 4.9 GB).
+_HEAP_MAX_BLOCK = 1 << 29
 
 
 def tune_allocator() -> bool:

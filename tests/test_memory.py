@@ -35,13 +35,13 @@ def test_available_memory_is_known_on_linux():
 
 
 def test_too_large_for_memory_is_refused(tiny_checkpoints, sample_png, monkeypatch, tmp_path):
-    monkeypatch.setattr(memory, "available_bytes", lambda device: 200_000_000)
-    with pytest.raises(InputError, match=r"needs about [\d.]+ GB of memory .* 0\.2 GB is available"):
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1_000_000)
+    with pytest.raises(InputError, match=r"96x80 image needs about [\d.]+ [MG]B more memory .* 1 MB is available"):
         encode_image(sample_png, 3)
     out = tmp_path / "x.lal"
     r = CliRunner().invoke(main, ["encode", str(sample_png), "-o", str(out)])
     assert r.exit_code == 2
-    assert r.output.count("\n") == 1 and "lalic: error:" in r.output and "GB is available" in r.output
+    assert r.output.count("\n") == 1 and "lalic: error:" in r.output and "1 MB is available" in r.output
     assert not out.exists()
 
 
@@ -52,6 +52,16 @@ def test_decoding_checks_memory_too(tiny_checkpoints, sample_png, monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1)
     with pytest.raises(InputError, match="needs about"):
         decode_bytes(data)
+
+
+def test_what_is_already_resident_is_not_counted_twice(monkeypatch):
+    model = LALIC(**get_config("full").kwargs())
+    image = memory.estimate_peak_bytes(model, 2160, 3840) - memory.estimate_peak_bytes(model, 0, 0)
+    monkeypatch.setattr(memory, "_resident_bytes", lambda: 0)
+    fresh = memory.additional_bytes(model, 2160, 3840, "cpu")
+    monkeypatch.setattr(memory, "_resident_bytes", lambda: 1 << 40)
+    assert memory.additional_bytes(model, 2160, 3840, "cpu") == image < fresh
+    assert memory.additional_bytes(model, 2160, 3840, "cuda") == image
 
 
 def test_unknown_available_memory_does_not_block(tiny_checkpoints, sample_png, monkeypatch):

@@ -19,9 +19,10 @@ from .omnishift import OmniShift
 # Set to 0 to disable chunking (the tests compare both).
 TOKEN_CHUNK = 4096
 _ROW_ALIGN = 64  # chunks start on multiples of this many rows, see _row_chunks
-# Maps of at least this many values (256 MB in float32) trade a second LayerNorm and
-# OmniShift for one map-sized tensor less at the peak of the spatial mix.
-RECOMPUTE_ELEMENTS = 1 << 26
+# Maps of at least this many values (512 MB in float32; a 4K image's first stage is
+# 800 MB) trade a second LayerNorm and OmniShift for one map-sized tensor less at the
+# peak of the spatial mix.
+RECOMPUTE_ELEMENTS = 1 << 27
 
 
 def _shift_tokens(shift: OmniShift, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
