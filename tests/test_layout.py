@@ -86,3 +86,21 @@ def test_wrong_layout_is_refused_with_reason():
         detect_config(sd)
     with pytest.raises(CheckpointError):
         unwrap({"epoch": 1})
+
+
+def test_a_missing_parameter_is_an_error_not_a_random_weight():
+    sd = tiny_state_dict()
+    del sd["g_a.1.att.key.weight"]
+    with pytest.raises(CheckpointError, match="lacks 1 parameters of config tiny .*g_a.1.att.key.weight"):
+        build_model(sd, "tiny")
+
+
+def test_loaded_model_equals_its_checkpoint():
+    """Layers are built without random initialisation: every parameter must be the file's."""
+    sd = tiny_state_dict(seed=3)
+    model = build_model(sd)
+    params = dict(model.named_parameters())
+    checked = [k for k in params if "conv5x5_reparam" not in k]
+    assert len(checked) > 100
+    for k in checked:
+        assert torch.equal(params[k].detach(), sd[k].to(params[k].dtype)), k

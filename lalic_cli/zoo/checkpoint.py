@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
 import torch
+import torch.nn as nn
 
 from ..errors import LalicError
 from ..models import CONFIGS, LALIC, ModelConfig
@@ -65,9 +67,25 @@ def num_rates(sd: Mapping[str, torch.Tensor]) -> int:
     return int(sd["gain"].shape[0]) if "gain" in sd else 0
 
 
+@contextmanager
+def _without_random_init():
+    """Build layers without their random initialisation (a third of the load time of
+    the full model), for a model whose every tensor is then overwritten."""
+    layers = (nn.Linear, nn.modules.conv._ConvNd)
+    saved = [layer.reset_parameters for layer in layers]
+    for layer in layers:
+        layer.reset_parameters = lambda self: None
+    try:
+        yield
+    finally:
+        for layer, reset in zip(layers, saved):
+            layer.reset_parameters = reset
+
+
 @lru_cache(maxsize=None)
 def _expected_shapes(config: ModelConfig, rates: int = 0) -> dict[str, tuple[int, ...]]:
-    model = LALIC(**config.kwargs(), num_rates=rates)
+    with _without_random_init():
+        model = LALIC(**config.kwargs(), num_rates=rates)
     return {k: tuple(v.shape) for k, v in canonical(model.state_dict()).items()}
 
 
@@ -103,14 +121,28 @@ def fingerprint(sd: Mapping[str, torch.Tensor]) -> str:
 def build_model(sd: Mapping[str, torch.Tensor], config: str | None = None) -> LALIC:
     """A LALIC in eval mode with ``sd`` loaded, OmniShift folded and coder tables built."""
     name = config or detect_config(sd)
-    model = LALIC(**CONFIGS[name].kwargs(), num_rates=num_rates(sd))
-    full = model.state_dict()
     weights = canonical(sd)
+
+    def given(key: str) -> torch.Tensor | None:
+        if key in weights:
+            return weights[key]
+        if key.startswith(_ALIASES):
+            return weights.get(f"latent_codec.hyper.{key}")
+        return None
+
+    kwargs = {**CONFIGS[name].kwargs(), "num_rates": num_rates(sd)}
+    with _without_random_init():
+        model = LALIC(**kwargs)
+    # Layer parameters skipped their initialisation (buffers are set in the constructors,
+    # folded OmniShift kernels are recomputed on load), so each must come from the file.
+    missing = [k for k, _ in model.named_parameters()
+               if given(k) is None and not k.endswith("conv5x5_reparam.weight")]
+    if missing:
+        raise CheckpointError(f"checkpoint lacks {len(missing)} parameters of config {name} (e.g. {missing[0]})")
+    full = model.state_dict()
     for k in full:
-        if k in weights:
-            full[k] = weights[k].to(full[k].dtype)
-        elif k.startswith(_ALIASES) and f"latent_codec.hyper.{k}" in weights:
-            full[k] = weights[f"latent_codec.hyper.{k}"].to(full[k].dtype)
+        if (t := given(k)) is not None:
+            full[k] = t.to(full[k].dtype)
     model.load_state_dict(full)
     model.eval()
     model.update(force=True)
