@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -68,8 +67,9 @@ def _coders(model, x: torch.Tensor):
 
 
 def _peak_rss_gb() -> float:
-    """Peak resident set size in GB (10^9 bytes); Linux reports KiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    from lalic_cli.memory import peak_rss_bytes
+
+    return peak_rss_bytes() / 1e9
 
 
 def side_by_side(args) -> None:
@@ -99,8 +99,8 @@ def one_size(args) -> None:
     x = torch.rand(1, 3, s, s)
     with torch.inference_mode():
         enc, dec = _coders(_lalic(args.config), x)
-        e, d = statistics.median(_timed(enc) for _ in range(args.reps)), statistics.median(
-            _timed(dec) for _ in range(args.reps))
+        e = statistics.median(_timed(enc) for _ in range(args.reps))
+        d = statistics.median(_timed(dec) for _ in range(args.reps))
     print(json.dumps({"size": s, "enc": e, "dec": d, "rss": _peak_rss_gb()}))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -60,6 +61,16 @@ def available_bytes(device: str) -> int | None:
         return torch.cuda.mem_get_info()[0]
     known = [b for b in (_meminfo_available(), _cgroup_available()) if b is not None]
     return min(known) if known else None
+
+
+def peak_rss_bytes() -> float:
+    """This process's peak resident set size in bytes; NaN where unknown (Windows)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return math.nan
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return float(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB elsewhere
 
 
 def _resident_bytes() -> int:

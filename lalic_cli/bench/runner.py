@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,12 +87,9 @@ def _peak_memory_mb(device: str) -> float:
         import torch
 
         return torch.cuda.max_memory_allocated() / 2**20
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows
-        return math.nan
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
+    from ..memory import peak_rss_bytes
+
+    return peak_rss_bytes() / 2**20
 
 
 def available_qualities(weights: str | None, wanted=DEFAULT_QUALITIES) -> list[float]:
