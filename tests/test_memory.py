@@ -69,6 +69,8 @@ def test_unknown_available_memory_does_not_block(tiny_checkpoints, sample_png, m
 
 _MEASURE = """
 import json, resource, sys
+import numpy as np
+from PIL import Image
 from lalic_cli import encode_image, memory
 from lalic_cli.runtime import tune_allocator
 from lalic_cli.zoo.registry import load_model, resolve
