@@ -2,7 +2,7 @@
 
     python benchmarks/biwkv_speed.py [--reps 3] [--T 98304] [--C 96] [--threads N]
 
-Times every available path (PyTorch scans, CPU kernel, and on a GPU the CUDA kernel
+Times every available path (PyTorch log-space scans, "scan" = float64 prefix sums, CPU kernel, and on a GPU the CUDA kernel
 and the PyTorch path there; "exact" is the CPU kernel forced onto its exact scheme,
 which it otherwise takes only when keys or decays are too spread for its fast path), forward alone (no_grad) and forward + backward, as the
 median of --reps runs after one warm-up, and prints the ratio to the PyTorch path on
@@ -61,7 +61,7 @@ def main() -> None:
     rows = []
     for dev in devices:
         w, u, k, v, gy = (x.to(dev) for x in (w0, u0, k0, v0, gy0))
-        impls = ["torch"]
+        impls = ["torch", "scan"]
         if kernels.load_extension(dev.type) is not None:
             impls.append("kernel")
         base = None

@@ -273,6 +273,8 @@ def weights_import(checkpoint, quality, name, force) -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", type=click.Path(dir_okay=False), help="Checkpoint to continue from exactly.")
+@click.option("--init", type=click.Path(dir_okay=False), help="Start from these weights (fresh optimiser).")
+@click.option("--time-limit", type=click.FloatRange(min=1), help="Stop after this many seconds (checkpoint kept).")
 @click.option("--export", "export_name", help="After training, write weights NAME.safetensors into --out.")
 def train(config_name, lmbda, variable_rate, resume, export_name, **kw) -> None:
     """Train LALIC on a folder of images (lambda*255^2*MSE + bpp)."""

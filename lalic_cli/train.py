@@ -45,6 +45,8 @@ class TrainConfig:
     val_limit: int = 4
     device: str = "cpu"
     seed: int = 0
+    init: str | None = None  # weights (safetensors/checkpoint) to start from; optimiser state fresh
+    time_limit: float | None = None  # seconds; stop cleanly (checkpoint written) once exceeded
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -119,7 +121,7 @@ def _set_rng_state(state: dict) -> None:
 class Trainer:
     """One training run; ``run`` can be interrupted and resumed exactly."""
 
-    def __init__(self, cfg: TrainConfig, resume: str | None = None, progress=None):
+    def __init__(self, cfg: TrainConfig, resume: str | None = None, progress=None, model: torch.nn.Module | None = None):
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.rank = int(os.environ.get("RANK", 0))
@@ -132,7 +134,14 @@ class Trainer:
         if not cfg.variable_rate and cfg.lmbda is None:
             raise InputError("give --lambda L (fixed rate) or --variable-rate")
         torch.manual_seed(cfg.seed)
-        self.model = LALIC(**get_config(cfg.config).kwargs(), num_rates=len(LAMBDAS) if cfg.variable_rate else 0)
+        if cfg.device == "cuda":  # TF32 GEMMs: about 3x the fp32 rate, well inside training noise
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        if model is None:
+            model = LALIC(**get_config(cfg.config).kwargs(), num_rates=len(LAMBDAS) if cfg.variable_rate else 0)
+        self.model = model
+        if cfg.init and not resume:
+            self._init_from(cfg.init)
         self.model.to(self.device).train()
         self.net = self.model
         if self.world > 1:
@@ -141,6 +150,7 @@ class Trainer:
             )
         self.opt, self.aux_opt = build_optimizers(self.model, cfg)
         self.step = 0
+        self.skipped = 0  # updates skipped for a non-finite gradient
         self.data = CropDataset(cfg.data, cfg.patch)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
         self.progress = progress
@@ -167,6 +177,23 @@ class Trainer:
         self.step = st["step"]
         self.gen.set_state(st["gen"])
         _set_rng_state(st["rng"])
+
+    def _init_from(self, path: str) -> None:
+        """Parameters only: buffers (coder tables, the likelihood lower bound) stay the model's
+        own. An fp16 export stores the 1e-9 lower bound as 0, and a likelihood of 0 is an
+        infinite rate."""
+        from .zoo.checkpoint import canonical, load_checkpoint_file
+
+        sd = canonical(load_checkpoint_file(path))
+        params = canonical(dict(self.model.named_parameters()))  # folded copies are derived
+        missing = sorted(set(params) - set(sd))
+        if missing:
+            raise InputError(f"{path}: no values for {len(missing)} parameters, e.g. {missing[0]}")
+        with torch.no_grad():
+            for k, p in params.items():
+                if sd[k].shape != p.shape:
+                    raise InputError(f"{path}: {k} has shape {tuple(sd[k].shape)}, the model {tuple(p.shape)}")
+                p.copy_(sd[k].to(p.dtype))
 
     def save_checkpoint(self) -> Path | None:
         if self.rank != 0:
@@ -202,11 +229,15 @@ class Trainer:
         self._set_lr()
         self.opt.zero_grad(set_to_none=True)
         self.aux_opt.zero_grad(set_to_none=True)
-        out = self.net(x, quality.to(self.device) if quality is not None else None)
+        out = self.net(x) if quality is None else self.net(x, quality.to(self.device))
         metrics = rd_loss(out, x, lmbda.to(self.device))
         metrics["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
-        self.opt.step()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        if torch.isfinite(norm):
+            self.opt.step()
+        else:  # one bad batch must not poison the weights: skip the update, count it
+            self.skipped += 1
+        self.aux_opt.zero_grad(set_to_none=True)  # drop what the R-D loss left on the quantiles
         aux = self.model.aux_loss()
         aux.backward()
         if self.world > 1:  # the aux loss runs outside DDP's forward, so average by hand
@@ -216,7 +247,7 @@ class Trainer:
                     p.grad /= self.world
         self.aux_opt.step()
         self.step += 1
-        return {k: float(v.detach()) for k, v in metrics.items()} | {"aux": float(aux.detach())}
+        return {k: float(v.detach()) for k, v in metrics.items()} | {"aux": float(aux.detach()), "skipped": self.skipped}
 
     @torch.no_grad()
     def validate(self) -> dict | None:
@@ -231,7 +262,8 @@ class Trainer:
             x = img[None].float().div(255).to(self.device)
             h, w = x.shape[-2:]
             x = x[..., : h - h % 64, : w - w % 64]
-            rows.append(rd_loss(self.model(x, q), x, torch.tensor([lmbda], device=self.device)))
+            out = self.model(x) if q is None else self.model(x, q)
+            rows.append(rd_loss(out, x, torch.tensor([lmbda], device=self.device)))
         self.model.train()
         return {k: float(sum(float(r[k]) for r in rows) / len(rows)) for k in ("loss", "bpp", "psnr")}
 
@@ -246,6 +278,8 @@ class Trainer:
         t0, s0 = time.perf_counter(), self.step
         try:
             while self.step < self.cfg.steps and not stop["flag"]:
+                if self.cfg.time_limit is not None and time.perf_counter() - t0 > self.cfg.time_limit:
+                    break
                 m = self.train_step()
                 m["steps_per_s"] = (self.step - s0) / (time.perf_counter() - t0)
                 if self.step % self.cfg.val_every == 0:

@@ -140,6 +140,35 @@ def test_torch_gradcheck(wkind, kscale):
     assert torch.autograd.gradcheck(biwkv_torch, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("wkind", ["model", "big"])
+@pytest.mark.parametrize("T", TS)
+def test_scan_forward(T, wkind):
+    """The prefix-sum path against the naive formula wherever its spread bound holds."""
+    B, C = sizes(T)
+    xs, ref = case(B, T, C, wkind)
+    if bw.scan_spread(xs[0], xs[2]) > bw.SCAN_MAX_SPREAD:
+        pytest.skip("outside the scan path's spread bound (covered by the dispatch test)")
+    assert_rel_close(bw.biwkv_scan(*xs), ref, 1e-12, "scan path")
+
+
+@pytest.mark.parametrize("kscale", [3.0, 30.0])
+def test_scan_gradcheck(kscale):
+    xs, _ = case(2, 7, 3, "model", kscale=kscale)
+    inputs = tuple(x.clone().requires_grad_() for x in xs)
+    assert torch.autograd.gradcheck(bw.biwkv_scan, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_scan_dispatch_falls_back_beyond_its_bound(monkeypatch):
+    """Keys spread by 2000 would underflow the shifted float64 sums: the exact log-space path runs."""
+    monkeypatch.setenv("LALIC_BIWKV", "scan")
+    xs, ref = case(1, 64, 3, "model", kscale=1000.0)
+    assert bw.scan_spread(xs[0], xs[2]) > bw.SCAN_MAX_SPREAD
+    called = []
+    monkeypatch.setattr(bw, "biwkv_torch", lambda *a: called.append(1) or bw.biwkv_reference(*a))
+    assert_rel_close(biwkv(*xs), ref, 1e-12, "scan dispatch")
+    assert called
+
+
 def torch_grads(xs, gy):
     inputs = [x.clone().requires_grad_() for x in xs]
     biwkv_torch(*inputs).backward(gy)

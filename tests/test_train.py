@@ -100,3 +100,61 @@ def test_ddp_two_cpu_ranks(image_folder, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     assert state["step"] == 2
+
+
+def test_init_from_fp16_export_keeps_the_likelihood_bound(image_folder, tmp_path):
+    """An fp16 export keeps the 1e-9 likelihood bound (fp16 would store 0), and --init
+    loads parameters only, so a file written before that fix cannot zero the bound either."""
+    from safetensors.torch import load_file, save_file
+
+    t = Trainer(cfg(image_folder, tmp_path / "a", steps=1))
+    t.run()
+    path = t.export_weights("w", dtype=torch.float16)
+    sd = load_file(str(path))
+    bounds = [k for k in sd if k.endswith("likelihood_lower_bound.bound")]
+    assert bounds and all(float(sd[k]) == pytest.approx(1e-9) for k in bounds)
+    assert sd["g_a.0.weight"].dtype == torch.float16
+    # a file written the old way, bounds stored as 0
+    save_file({k: (torch.zeros_like(v) if k in bounds else v) for k, v in sd.items()}, str(tmp_path / "old.safetensors"))
+    t2 = Trainer(cfg(image_folder, tmp_path / "b", init=str(tmp_path / "old.safetensors")))
+    own = t2.model.state_dict()
+    assert all(float(own[k]) == pytest.approx(1e-9) for k in bounds)
+    assert torch.equal(own["g_a.0.weight"], sd["g_a.0.weight"].float())
+
+
+def test_init_rejects_weights_of_another_config(image_folder, tmp_path):
+    from lalic_cli.errors import InputError
+
+    t = Trainer(cfg(image_folder, tmp_path / "a", steps=1))
+    path = t.export_weights("w")
+    with pytest.raises(InputError):
+        Trainer(cfg(image_folder, tmp_path / "b", config="small", init=str(path)))
+
+
+def test_non_finite_step_is_skipped(image_folder, tmp_path, monkeypatch):
+    """A batch whose loss is inf leaves every parameter (the quantiles included) untouched."""
+    t = Trainer(cfg(image_folder, tmp_path / "a"))
+    with torch.no_grad():  # the checkerboard convs mask their own weights on the first forward
+        t.model(torch.rand(1, 3, 64, 64), torch.tensor([2.0]))
+    before = {k: v.clone() for k, v in t.model.named_parameters()}
+    forward = t.model.forward
+
+    def poisoned(*a, **k):
+        out = forward(*a, **k)
+        out["likelihoods"]["y"] = out["likelihoods"]["y"] * 0  # rate = inf
+        return out
+
+    monkeypatch.setattr(t.model, "forward", poisoned)
+    m = t.train_step()
+    assert m["skipped"] == 1 and math.isinf(m["loss"])
+    for k, v in t.model.named_parameters():
+        assert torch.isfinite(v).all(), k
+        if not k.endswith(".quantiles"):  # the aux loss still trains the quantiles
+            assert torch.equal(v, before[k]), k
+
+
+def test_time_limit_stops_and_checkpoints(image_folder, tmp_path):
+    t = Trainer(cfg(image_folder, tmp_path / "a", steps=10_000, time_limit=1.0))
+    t.run()
+    assert 0 < t.step < 10_000
+    assert torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["step"] == t.step

@@ -10,6 +10,8 @@ Implementations:
 * :func:`biwkv_reference` - the naive O(T^2) formula in float64 (tests only);
 * :func:`biwkv_torch` - exact, O(T*C), pure PyTorch (log-space scans in float64),
   differentiable by autograd, any device;
+* :func:`biwkv_scan` - the same sums as plain float64 prefix sums under one shift per
+  sequence; a few memory-bound passes, so on a GPU it is the fast training path;
 * the compiled kernels in ``lalic_cli.kernels`` (CPU: C++/OpenMP, CUDA), float32.
 
 :func:`biwkv` picks the kernel for the tensors' device and falls back to
@@ -24,7 +26,11 @@ import os
 import torch
 from torch.autograd.function import once_differentiable
 
-__all__ = ["biwkv", "biwkv_reference", "biwkv_torch"]
+__all__ = ["biwkv", "biwkv_reference", "biwkv_scan", "biwkv_torch"]
+
+# Largest spread of k_i +- i*w within one sequence for which biwkv_scan is exact: every
+# shifted term e^{x - max x} then stays a normal float64 (> e^-708), none underflows.
+SCAN_MAX_SPREAD = 600.0
 
 
 def _check_shapes(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -58,6 +64,15 @@ def biwkv_reference(w, u, k, v, *, max_elements: int = 1 << 22) -> torch.Tensor:
     return out
 
 
+def _in_float64(w, u, k, v):
+    """Checked inputs in float64, ``i * w`` (T x C), and the dtype the result takes."""
+    _check_shapes(w, u, k, v)
+    out_dtype = torch.promote_types(k.dtype, v.dtype)
+    w, u, k, v = (x.to(torch.float64) for x in (w, u, k, v))
+    iw = torch.arange(k.shape[1], dtype=torch.float64, device=k.device)[:, None] * w
+    return w, u, k, v, iw, out_dtype
+
+
 def _exclusive_logcumsumexp(x: torch.Tensor, reverse: bool) -> torch.Tensor:
     """log sum_{i<t} exp(x_i) (or sum_{i>t} when reverse) along dim 1; -inf when empty."""
     if reverse:
@@ -78,12 +93,7 @@ def biwkv_torch(w, u, k, v) -> torch.Tensor:
     combined after subtracting the per-position maximum of the denominator terms.
     Differentiable by autograd.  Returns the promoted dtype of k and v.
     """
-    _check_shapes(w, u, k, v)
-    out_dtype = torch.promote_types(k.dtype, v.dtype)
-    f64 = torch.float64
-    w, u, k, v = (x.to(f64) for x in (w, u, k, v))
-    T = k.shape[1]
-    iw = torch.arange(T, dtype=f64, device=k.device)[:, None] * w  # T x C
+    w, u, k, v, iw, out_dtype = _in_float64(w, u, k, v)
     # y is unchanged by the shift, so it carries no gradient; v + s >= 1
     shift = (1 - v.amin(dim=1, keepdim=True)).detach()
     logv = torch.log(v + shift)
@@ -100,6 +110,47 @@ def biwkv_torch(w, u, k, v) -> torch.Tensor:
     den = sum(torch.exp(p - m) for p in den_parts)
     num = sum(torch.exp(p - m) for p in num_parts)
     return (num / den - shift).to(out_dtype)
+
+
+def _exclusive_cumsum(x: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """sum_{i<t} x_i (or sum_{i>t} when reverse) along dim 1, by shifting, never by
+    subtracting (a difference of sums would cancel a small tail against a large head)."""
+    if reverse:
+        x = x.flip(1)
+    c = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1].cumsum(1)], dim=1)
+    return c.flip(1) if reverse else c
+
+
+def scan_spread(w: torch.Tensor, k: torch.Tensor) -> float:
+    """Largest spread of ``k_i +- i*w`` within one sequence (``SCAN_MAX_SPREAD`` bounds it)."""
+    T = k.shape[1]
+    k, w = k.detach(), w.detach()
+    kmax, kmin = k.amax(1), k.amin(1)  # B x C
+    return float((kmax - kmin + (T - 1) * w.abs()).max())
+
+
+def biwkv_scan(w, u, k, v) -> torch.Tensor:
+    """BiWKV with plain prefix sums in float64; exact while ``scan_spread <= SCAN_MAX_SPREAD``.
+
+    past:   e^{w - t w} sum_{i<t} e^{a_i} x_i,  a_i = k_i + i w
+    future: e^{w + t w} sum_{i>t} e^{b_i} x_i,  b_i = k_i - i w
+    Each sum runs over e^{a_i - max a} (one shift per sequence), so no term overflows
+    and, within the spread bound, none underflows: the sums are ordinary float64 sums.
+    The three parts are combined relative to the largest denominator part at each t.
+    Differentiable by autograd; returns the promoted dtype of k and v.
+    """
+    w, u, k, v, iw, out_dtype = _in_float64(w, u, k, v)
+    a, b = k + iw, k - iw
+    ma, mb = a.amax(1, keepdim=True).detach(), b.amax(1, keepdim=True).detach()
+    ea, eb = torch.exp(a - ma), torch.exp(b - mb)
+    pd, pn = _exclusive_cumsum(ea, False), _exclusive_cumsum(ea * v, False)
+    fd, fn = _exclusive_cumsum(eb, True), _exclusive_cumsum(eb * v, True)
+    la, lb, lc = (w - iw) + ma, (w + iw) + mb, u + k  # log-scales of the three parts
+    with torch.no_grad():
+        m = torch.maximum(torch.maximum(la + pd.log(), lb + fd.log()), lc)
+    sa, sb, sc = torch.exp(la - m), torch.exp(lb - m), torch.exp(lc - m)
+    y = (sa * pn + sb * fn + sc * v) / (sa * pd + sb * fd + sc)
+    return y.to(out_dtype)
 
 
 class _BiWKVKernel(torch.autograd.Function):
@@ -139,9 +190,13 @@ def biwkv(w, u, k, v, *, impl: str | None = None) -> torch.Tensor:
     """
     _check_shapes(w, u, k, v)
     choice = impl if impl is not None else (os.environ.get("LALIC_BIWKV") or None)
-    if choice not in (None, "auto", "torch", "kernel"):
-        raise ValueError(f"biwkv: unknown implementation {choice!r} (expected 'torch' or 'kernel')")
+    if choice not in (None, "auto", "torch", "kernel", "scan"):
+        raise ValueError(f"biwkv: unknown implementation {choice!r} (expected 'torch', 'kernel' or 'scan')")
     if choice == "torch":
+        return biwkv_torch(w, u, k, v)
+    if choice == "scan":
+        if scan_spread(w, k) <= SCAN_MAX_SPREAD:
+            return biwkv_scan(w, u, k, v)
         return biwkv_torch(w, u, k, v)
     ext = _kernel_for(k.device)
     if ext is None:

@@ -222,13 +222,21 @@ def file_sha256(path: Path) -> str:
 
 
 def save_weights(sd: dict[str, torch.Tensor], dest: Path, metadata: dict[str, str], dtype=None) -> None:
-    """Write the canonical tensors as safetensors, atomically."""
+    """Write the canonical tensors as safetensors, atomically.
+
+    With ``dtype``, floating tensors are cast to it, except a tensor the cast would change
+    from nonzero to 0 or to inf (the 1e-9 likelihood bound in fp16): that one stays as it is.
+    """
     from safetensors.torch import save_file
 
-    tensors = {
-        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-        for k, v in canonical(sd).items()
-    }
+    def cast(v: torch.Tensor) -> torch.Tensor:
+        if dtype is None or not v.is_floating_point():
+            return v
+        c = v.to(dtype)
+        lost = ((c == 0) & (v != 0)) | (torch.isinf(c) & torch.isfinite(v))
+        return v if bool(lost.any()) else c
+
+    tensors = {k: cast(v).detach().cpu().contiguous() for k, v in canonical(sd).items()}
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(dest, lambda p: save_file(tensors, str(p), metadata=metadata), force=True)
 
