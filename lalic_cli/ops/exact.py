@@ -1,0 +1,172 @@
+"""Order-independent operators for the portable entropy path (issue 10).
+
+Every function here returns the same bits on every IEEE-754 machine, whatever the
+BLAS, the instruction set or the thread count, because it uses only:
+
+1. reductions (GEMMs, convolutions, sums) over *integer-valued* float64 or int64
+   operands whose partial sums stay below 2^53 (float64) or 2^63 (int64). Such
+   sums are exact, so their order, blocking and FMA use cannot change them;
+2. element-wise ``+ - * /``, ``sqrt``, ``round``, ``floor``, comparisons, ``max``
+   and multiplication by powers of two, which IEEE-754 defines to the last bit;
+3. no library transcendental: :func:`exp` is a fixed sequence of such operations.
+
+They run on CPU tensors: CUDA kernels replace some divisions by a multiplication
+with the reciprocal, which is not bit-equal. ``docs/portable.md`` gives the bounds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "ACT_BITS",
+    "WEIGHT_BITS",
+    "QuantWeight",
+    "quantize",
+    "pow2",
+    "exp",
+    "sigmoid",
+    "linear",
+    "conv2d",
+    "conv_transpose2d",
+    "layer_norm",
+]
+
+ACT_BITS = 22  # |activation integer| < 2^22
+WEIGHT_BITS = 17  # |weight integer| < 2^17
+MAX_TERMS = 1 << (52 - ACT_BITS - WEIGHT_BITS)  # products < 2^39: 2^13 of them sum below 2^52
+
+_F64 = torch.float64
+
+
+def pow2(e: torch.Tensor | int) -> torch.Tensor:
+    """2^e for integer e in [-1022, 1023], built from its bits (no ``pow`` call)."""
+    e = torch.as_tensor(e, dtype=torch.int64)
+    return ((e + 1023) << 52).view(_F64)
+
+
+def _scale_exponent(x: torch.Tensor, bits: int) -> int:
+    """The power of two that brings max|x| just below 2^bits (frexp is exact)."""
+    m = float(x.abs().max()) if x.numel() else 0.0
+    if m == 0.0 or not math.isfinite(m):
+        if not math.isfinite(m):
+            raise ValueError("exact ops: non-finite input")
+        return 0
+    _, e = math.frexp(m)  # m = f * 2^e, 0.5 <= f < 1, so m < 2^e
+    return bits - e
+
+
+def quantize(x: torch.Tensor, bits: int = ACT_BITS) -> tuple[torch.Tensor, int]:
+    """``(X, s)`` with X = round(x * 2^s) integer-valued float64, |X| <= 2^bits."""
+    s = _scale_exponent(x, bits)
+    return torch.round(x.to(_F64) * pow2(s)), s
+
+
+class QuantWeight:
+    """A weight tensor as integers times 2^-s (one exponent per tensor), and its bias at
+    the accumulator scale of a given input exponent."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        self.q, self.s = quantize(weight.detach().cpu(), WEIGHT_BITS)
+        self.bias = None if bias is None else bias.detach().cpu().to(_F64)
+        self.shape = tuple(weight.shape)
+
+    def add_bias(self, acc: torch.Tensor, scale: int, dim: int) -> torch.Tensor:
+        """``acc * 2^-scale + bias``: one exact scaling and one rounded addition."""
+        out = acc * pow2(-scale)
+        if self.bias is not None:
+            shape = [1] * out.dim()
+            shape[dim] = -1
+            out = out + self.bias.view(shape)
+        return out
+
+
+def _check_terms(k: int) -> None:
+    if k > MAX_TERMS:
+        raise ValueError(f"exact ops: {k} terms per output exceed the exact bound {MAX_TERMS}")
+
+
+def linear(x: torch.Tensor, w: QuantWeight) -> torch.Tensor:
+    """``x @ W^T + b`` over the last dim, exactly on the integer grid."""
+    _check_terms(w.shape[1])
+    xq, s = quantize(x)
+    acc = xq.reshape(-1, xq.shape[-1]) @ w.q.t()
+    return w.add_bias(acc, s + w.s, 1).reshape(*x.shape[:-1], w.shape[0])
+
+
+def conv2d(x: torch.Tensor, w: QuantWeight, stride: int = 1, padding: int = 0, groups: int = 1) -> torch.Tensor:
+    """2-D convolution as im2col and an integer GEMM (never Winograd or FFT, which
+    transform the operands and would not be exact)."""
+    b, c, h, wd = x.shape
+    cout, cin_g, kh, kw = w.shape
+    _check_terms(cin_g * kh * kw)
+    xq, s = quantize(x)
+    cols = F.unfold(xq, (kh, kw), padding=padding, stride=stride)  # B x (C*kh*kw) x L
+    oh = (h + 2 * padding - kh) // stride + 1
+    ow = (wd + 2 * padding - kw) // stride + 1
+    cols = cols.view(b, groups, cin_g * kh * kw, oh * ow)
+    wq = w.q.view(groups, cout // groups, cin_g * kh * kw)
+    if cin_g == 1 and cout == groups:  # depthwise: one dot product of kh*kw taps per channel
+        acc = (cols * wq.view(1, groups, kh * kw, 1)).sum(2)
+    else:
+        acc = torch.matmul(wq.unsqueeze(0), cols).reshape(b, cout, oh * ow)
+    return w.add_bias(acc, s + w.s, 1).view(b, cout, oh, ow)
+
+
+def conv_transpose2d(x: torch.Tensor, w: QuantWeight, stride: int, padding: int, output_padding: int) -> torch.Tensor:
+    """Transposed convolution as a GEMM onto columns and ``fold``, which adds the
+    overlapping integer contributions (exact in any order)."""
+    b, cin, h, wd = x.shape
+    _, cout, kh, kw = w.shape
+    _check_terms(cin * ((kh + stride - 1) // stride) * ((kw + stride - 1) // stride))
+    xq, s = quantize(x)
+    cols = w.q.view(cin, cout * kh * kw).t() @ xq.view(b, cin, h * wd)  # B x (Cout*kh*kw) x (H*W)
+    oh = (h - 1) * stride - 2 * padding + kh + output_padding
+    ow = (wd - 1) * stride - 2 * padding + kw + output_padding
+    full = F.fold(cols, (oh + 2 * padding, ow + 2 * padding), (kh, kw), stride=stride)
+    acc = full[..., padding: padding + oh, padding: padding + ow]
+    return w.add_bias(acc, s + w.s, 1)
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm over the last dim with integer statistics (int64: C * sum X^2 < 2^63)."""
+    c = x.shape[-1]
+    xq, s = quantize(x, 20)
+    xi = xq.to(torch.int64)
+    total = xi.sum(-1, keepdim=True)
+    sq = (xi * xi).sum(-1, keepdim=True)
+    var_num = c * sq - total * total  # C^2 * var * 4^s, exact
+    scale = pow2(-s)
+    mean = total.to(_F64) * scale / c
+    var = var_num.to(_F64) * (scale * scale) / (c * c)
+    rstd = 1.0 / torch.sqrt(var + eps)
+    y = (x.to(_F64) - mean) * rstd
+    return y * weight.detach().to(_F64) + bias.detach().to(_F64)
+
+
+_LN2_HI = 0.693147180369123816490  # ln 2 with its low 32 bits zero: n * _LN2_HI is exact
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700
+# 1/k! for the Taylor series of e^r on |r| <= ln2/2 (degree 13: truncation < 1e-17)
+_TAYLOR = [1.0 / math.factorial(k) for k in range(13, -1, -1)]
+
+
+def exp(x: torch.Tensor) -> torch.Tensor:
+    """e^x in float64 from +, *, round and a power of two; accurate to a few ulp and
+    the same bits everywhere. Saturates to 0 below -700 and to e^700 above 700."""
+    x = x.to(_F64).clamp(-700.0, 700.0)
+    n = torch.round(x * _INV_LN2)
+    r = (x - n * _LN2_HI) - n * _LN2_LO
+    p = torch.full_like(r, _TAYLOR[0])
+    for c in _TAYLOR[1:]:
+        p = p * r
+        p = p + c
+    return p * pow2(n.to(torch.int64))
+
+
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """1 / (1 + e^-x), with :func:`exp`."""
+    return 1.0 / (1.0 + exp(-x.to(_F64)))

@@ -1,0 +1,145 @@
+"""The order-independent operators of the portable entropy path (lalic_cli.ops.exact):
+each against its float counterpart (error bounds), and exactness: the same bits under a
+shuffled summation order, other thread counts, and other memory layouts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lalic_cli.ops import exact
+
+
+def rand(*shape, seed=0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64) * scale
+
+
+def rel_err(got, want):
+    return float((got - want).abs().max() / want.abs().max())
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.equal(a.view(torch.int64), b.view(torch.int64))
+
+
+def test_pow2_is_exact():
+    e = torch.arange(-1022, 1024)
+    assert torch.equal(exact.pow2(e), torch.tensor([math.ldexp(1.0, int(i)) for i in e], dtype=torch.float64))
+
+
+def test_quantize_bounds_and_grid():
+    x = rand(1000, scale=37.0)
+    q, s = exact.quantize(x, 22)
+    assert q.abs().max() <= 2**22 and q.abs().max() > 2**21
+    assert torch.equal(q, q.round())
+    assert float((q * 2.0**-s - x).abs().max()) <= 2.0 ** (-s - 1)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 300.0])
+def test_linear_matches_float(scale):
+    x, w, b = rand(64, 96, seed=1, scale=scale), rand(40, 96, seed=2) * 0.1, rand(40, seed=3)
+    got = exact.linear(x, exact.QuantWeight(w, b))
+    want = x @ w.t() + b
+    # x carries 22 bits and w 17 bits of their maxima: the error stays near 2^-17 of the scale
+    assert rel_err(got, want) < 3e-5
+
+
+def test_linear_is_independent_of_summation_order():
+    """Permuting the reduction dimension reorders every sum; the bits must not change."""
+    x, w = rand(33, 257, seed=4), rand(19, 257, seed=5)
+    perm = torch.randperm(257, generator=torch.Generator().manual_seed(0))
+    a = exact.linear(x, exact.QuantWeight(w))
+    b = exact.linear(x[:, perm], exact.QuantWeight(w[:, perm]))
+    assert same_bits(a, b)
+
+
+def test_results_do_not_depend_on_thread_count():
+    x, w = rand(512, 320, seed=6), rand(640, 320, seed=7)
+    img, kw = rand(1, 48, 24, 20, seed=8), rand(32, 48, 3, 3, seed=9)
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for n in (1, max(2, before)):
+            torch.set_num_threads(n)
+            outs.append((exact.linear(x, exact.QuantWeight(w)), exact.conv2d(img, exact.QuantWeight(kw), padding=1)))
+    finally:
+        torch.set_num_threads(before)
+    assert same_bits(outs[0][0], outs[1][0]) and same_bits(outs[0][1], outs[1][1])
+
+
+def test_results_do_not_depend_on_memory_layout():
+    img, kw = rand(2, 16, 12, 10, seed=10), rand(8, 16, 5, 5, seed=11)
+    w = exact.QuantWeight(kw)
+    a = exact.conv2d(img, w, padding=2)
+    b = exact.conv2d(img.contiguous(memory_format=torch.channels_last), w, padding=2)
+    assert same_bits(a, b.contiguous())
+
+
+@pytest.mark.parametrize("stride,padding,groups,k", [(1, 1, 1, 3), (2, 2, 1, 5), (1, 2, 16, 5), (1, 0, 1, 1), (1, 2, 4, 5)])
+def test_conv2d_matches_float(stride, padding, groups, k):
+    x = rand(2, 16, 13, 11, seed=12)
+    cout = 16 if groups == 16 else 24
+    w, b = rand(cout, 16 // groups, k, k, seed=13) * 0.2, rand(cout, seed=14)
+    got = exact.conv2d(x, exact.QuantWeight(w, b), stride=stride, padding=padding, groups=groups)
+    want = F.conv2d(x, w, b, stride=stride, padding=padding, groups=groups)
+    assert got.shape == want.shape
+    assert rel_err(got, want) < 3e-5
+
+
+@pytest.mark.parametrize("k,padding", [(5, 2), (3, 1)])
+def test_conv_transpose2d_matches_float(k, padding):
+    x = rand(2, 12, 5, 7, seed=15)
+    w, b = rand(12, 20, k, k, seed=16) * 0.2, rand(20, seed=17)
+    got = exact.conv_transpose2d(x, exact.QuantWeight(w, b), stride=2, padding=padding, output_padding=1)
+    want = F.conv_transpose2d(x, w, b, stride=2, padding=padding, output_padding=1)
+    assert got.shape == want.shape == (2, 20, 10, 14)
+    assert rel_err(got, want) < 3e-5
+
+
+def test_layer_norm_matches_float():
+    x = rand(7, 9, 128, seed=18, scale=5.0) + 3.0
+    g, b = rand(128, seed=19), rand(128, seed=20)
+    got = exact.layer_norm(x, g, b, 1e-5)
+    want = F.layer_norm(x, (128,), g, b, 1e-5)
+    assert rel_err(got, want) < 1e-5
+
+
+def test_layer_norm_is_independent_of_channel_order():
+    x = rand(50, 96, seed=21)
+    perm = torch.randperm(96, generator=torch.Generator().manual_seed(1))
+    ones, zeros = torch.ones(96, dtype=torch.float64), torch.zeros(96, dtype=torch.float64)
+    a = exact.layer_norm(x, ones, zeros, 1e-6)
+    b = exact.layer_norm(x[:, perm], ones, zeros, 1e-6)
+    assert same_bits(a[:, perm], b)
+
+
+def test_exp_and_sigmoid_match_libm():
+    x = torch.linspace(-700, 700, 200001, dtype=torch.float64)
+    got, want = exact.exp(x), torch.exp(x)
+    assert float(((got - want) / want).abs().max()) < 1e-14
+    s = torch.linspace(-40, 40, 10001, dtype=torch.float64)
+    assert float((exact.sigmoid(s) - torch.sigmoid(s)).abs().max()) < 1e-15
+
+
+def test_exp_known_values():
+    """Hand-checked anchors: e^0 = 1 exactly, e^1 and e^-1 to the last ulp or two."""
+    v = exact.exp(torch.tensor([0.0, 1.0, -1.0, math.log(2.0)], dtype=torch.float64))
+    assert float(v[0]) == 1.0
+    assert math.isclose(float(v[1]), math.e, rel_tol=4e-16)
+    assert math.isclose(float(v[2]), 1 / math.e, rel_tol=4e-16)
+    assert math.isclose(float(v[3]), 2.0, rel_tol=4e-16)
+
+
+def test_bound_on_terms_is_enforced():
+    w = exact.QuantWeight(torch.ones(1, exact.MAX_TERMS + 1))
+    with pytest.raises(ValueError, match="exact bound"):
+        exact.linear(torch.ones(1, exact.MAX_TERMS + 1), w)
+
+
+def test_non_finite_input_is_an_error():
+    with pytest.raises(ValueError, match="non-finite"):
+        exact.quantize(torch.tensor([1.0, float("nan")]))
