@@ -33,6 +33,7 @@ __all__ = [
     "conv2d",
     "conv_transpose2d",
     "layer_norm",
+    "biwkv",
 ]
 
 ACT_BITS = 22  # |activation integer| < 2^22
@@ -170,3 +171,84 @@ def exp(x: torch.Tensor) -> torch.Tensor:
 def sigmoid(x: torch.Tensor) -> torch.Tensor:
     """1 / (1 + e^-x), with :func:`exp`."""
     return 1.0 / (1.0 + exp(-x.to(_F64)))
+
+
+BIWKV_CHUNK = 64  # most tokens per chunk: chunk sums of E*V stay below 2^62
+_CHUNK_DECAY = 4.0  # and at most this much decay across a chunk (L * max|w|)
+_E_BITS = 36  # chunk-local exponentials as integers <= 2^36
+_V_BITS = 20  # values as integers < 2^20
+_EMPTY = -1e300  # log-scale of an empty sum
+
+
+def _past_parts(k: torch.Tensor, vq: torch.Tensor, w: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Past sums of every position as two (log-scale, den, num) parts: the carry from
+    earlier chunks and the exact prefix inside the chunk.
+
+    Inside a chunk the terms e^{k_i + j w - max} are integers (36 bits) and their
+    prefix sums are exact int64. Chunks are chained by a serial loop of element-wise
+    operations in a fixed order, each normalised by its own maximum, so the error is
+    near L * 2^-37 * e^{2 L |w|} of the largest term, whatever the decay over T; L
+    shrinks so that L * |w| <= 4 (in the model w = decay / T, so about |decay| / 4
+    chunks suffice, whatever T).
+    """
+    b, t, c = k.shape
+    wmax = float(w.abs().max()) if w.numel() else 0.0
+    L = max(1, min(BIWKV_CHUNK, int(_CHUNK_DECAY / wmax) if wmax > 0 else BIWKV_CHUNK))
+    n = -(-t // L)
+    kc = F.pad(k, (0, 0, 0, n * L - t), value=_EMPTY).view(b, n, L, c)
+    vc = F.pad(vq, (0, 0, 0, n * L - t)).view(b, n, L, c)
+    j = torch.arange(L, dtype=_F64)[:, None]
+    a = kc + j * w
+    m = a.amax(2, keepdim=True)
+    e = torch.round(exp(a - m) * pow2(_E_BITS)).to(torch.int64)
+    ev = e * vc
+    lp = torch.cumsum(e, 2) - e  # exclusive prefixes, exact in int64
+    lpv = torch.cumsum(ev, 2) - ev
+    tot_e, tot_ev = e.sum(2).to(_F64), ev.sum(2).to(_F64)
+    unit = pow2(-_E_BITS)
+
+    r = torch.full((b, c), _EMPTY, dtype=_F64)
+    sd, sn = torch.zeros(b, c, dtype=_F64), torch.zeros(b, c, dtype=_F64)
+    carry = []
+    for ci in range(n):
+        carry.append((r, sd, sn))
+        decayed = r - L * w
+        chunk_scale = m[:, ci, 0] - (L - 1) * w
+        r_new = torch.maximum(decayed, chunk_scale)
+        f_old, f_new = exp(decayed - r_new), exp(chunk_scale - r_new) * unit
+        sd = sd * f_old + tot_e[:, ci] * f_new
+        sn = sn * f_old + tot_ev[:, ci] * f_new
+        r = r_new
+    r_all, sd_all, sn_all = (torch.stack(x, 1)[:, :, None, :] for x in zip(*carry))  # B x n x 1 x C
+
+    scale1 = torch.where(sd_all > 0, r_all - j * w, torch.full_like(r_all, _EMPTY))
+    scale2 = torch.where(lp > 0, m - (j - 1) * w, torch.full_like(m, _EMPTY))
+    parts = [
+        (scale1, sd_all.expand_as(kc), sn_all.expand_as(kc)),
+        (scale2, lp.to(_F64) * unit, lpv.to(_F64) * unit),
+    ]
+    return [tuple(x.reshape(b, n * L, c)[:, :t] for x in p) for p in parts]
+
+
+def biwkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """BiWKV (see ``lalic_cli.ops.biwkv``) with the same bits everywhere, in float64.
+
+    ``w, u`` (C) and ``k, v`` (B x T x C) must themselves be reproducible (outputs of
+    the operators above). Values are taken on a 20-bit grid of their maximum.
+    """
+    w, u, k = (x.to(_F64) for x in (w, u, k))
+    vq, sv = quantize(v, _V_BITS)
+    vi = vq.to(torch.int64)
+    past = _past_parts(k, vi, w)
+    future = [tuple(x.flip(1) for x in p) for p in _past_parts(k.flip(1), vi.flip(1), w)]
+    centre = (u + k, torch.ones_like(k), vq)
+    parts = [*past, *future, centre]
+    m = parts[0][0]
+    for p in parts[1:]:
+        m = torch.maximum(m, p[0])
+    den, num = torch.zeros_like(k), torch.zeros_like(k)
+    for scale, d, nv in parts:
+        coef = exp(scale - m)
+        den = den + coef * d
+        num = num + coef * nv
+    return num / den * pow2(-sv)
