@@ -24,7 +24,7 @@ from pathlib import Path
 __all__ = ["cache_dir", "load_extension"]
 
 _HERE = Path(__file__).resolve().parent
-_SOURCES = {"cpu": ["biwkv_cpu.cpp"], "cuda": ["biwkv_cuda.cpp", "biwkv_cuda.cu"]}
+_SOURCES = {"cpu": ["biwkv_cpu.cpp"], "cuda": ["biwkv_cuda.cpp", "biwkv_cuda.cu"], "exact": ["biwkv_exact.cpp"]}
 _HEADERS = ["biwkv_common.h"]
 _modules: dict = {}
 _lock = threading.Lock()
@@ -71,7 +71,12 @@ def _build(kind: str):
         log.setLevel(level)
 
     sources = [_HERE / s for s in _SOURCES[kind]]
-    cflags, ldflags = _cpu_flags() if kind == "cpu" else (["-O3"], [])
+    if kind == "cpu":
+        cflags, ldflags = _cpu_flags()
+    elif kind == "exact":  # IEEE operations exactly as written: no contraction into FMA, no ISA flags
+        cflags, ldflags = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-fopenmp"], ["-fopenmp"]
+    else:
+        cflags, ldflags = ["-O3"], []
     cuda_flags = ["-O3"] if kind == "cuda" else []
     key = [kind, torch.__version__, sys.implementation.cache_tag, platform.machine(),
            *cflags, *ldflags, *cuda_flags]
@@ -103,7 +108,7 @@ def _build(kind: str):
 
 
 def load_extension(kind: str):
-    """Return the compiled BiWKV module for ``kind`` ("cpu" or "cuda"), or None."""
+    """Return the compiled BiWKV module for ``kind`` ("cpu", "cuda" or "exact"), or None."""
     if kind not in _SOURCES:
         raise ValueError(f"unknown BiWKV kernel kind {kind!r}")
     with _lock:

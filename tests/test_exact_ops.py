@@ -179,3 +179,15 @@ def test_biwkv_is_independent_of_batch_position_and_threads():
     # v enters on a grid of the whole tensor's maximum: rescale a lone sequence to the same grid
     alone = exact.biwkv(w, u, k[1:2], v[1:2] * (v.abs().max() / v[1:2].abs().max()))
     assert rel_err(alone, one[1:2] * (v.abs().max() / v[1:2].abs().max())) < 1e-5
+
+
+@pytest.mark.parametrize("B,T,C,decay", [(1, 1, 3, 1.0), (2, 2, 3, 30.0), (2, 65, 5, 3.0), (1, 300, 17, 0.1), (2, 200, 5, 30.0)])
+def test_biwkv_kernel_gives_the_reference_bits(B, T, C, decay):
+    """The C++ kernel is the same sequence of IEEE operations as the PyTorch code."""
+    from lalic_cli.kernels import load_extension
+
+    if load_extension("exact") is None:
+        pytest.skip("the exact BiWKV kernel could not be built here")
+    w, u = rand(C, seed=40) * decay / T, rand(C, seed=41) / T
+    k, v = rand(B, T, C, seed=42, scale=4.0), rand(B, T, C, seed=43)
+    assert same_bits(exact.biwkv(w, u, k, v, impl="torch"), exact.biwkv(w, u, k, v, impl="kernel"))

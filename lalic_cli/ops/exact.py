@@ -180,7 +180,7 @@ _V_BITS = 20  # values as integers < 2^20
 _EMPTY = -1e300  # log-scale of an empty sum
 
 
-def _past_parts(k: torch.Tensor, vq: torch.Tensor, w: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+def _past_parts(k: torch.Tensor, vq: torch.Tensor, w: torch.Tensor, L: int) -> list[tuple[torch.Tensor, ...]]:
     """Past sums of every position as two (log-scale, den, num) parts: the carry from
     earlier chunks and the exact prefix inside the chunk.
 
@@ -192,8 +192,6 @@ def _past_parts(k: torch.Tensor, vq: torch.Tensor, w: torch.Tensor) -> list[tupl
     chunks suffice, whatever T).
     """
     b, t, c = k.shape
-    wmax = float(w.abs().max()) if w.numel() else 0.0
-    L = max(1, min(BIWKV_CHUNK, int(_CHUNK_DECAY / wmax) if wmax > 0 else BIWKV_CHUNK))
     n = -(-t // L)
     kc = F.pad(k, (0, 0, 0, n * L - t), value=_EMPTY).view(b, n, L, c)
     vc = F.pad(vq, (0, 0, 0, n * L - t)).view(b, n, L, c)
@@ -230,17 +228,36 @@ def _past_parts(k: torch.Tensor, vq: torch.Tensor, w: torch.Tensor) -> list[tupl
     return [tuple(x.reshape(b, n * L, c)[:, :t] for x in p) for p in parts]
 
 
-def biwkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _chunk_length(w: torch.Tensor) -> int:
+    wmax = float(w.abs().max()) if w.numel() else 0.0
+    return max(1, min(BIWKV_CHUNK, int(_CHUNK_DECAY / wmax) if wmax > 0 else BIWKV_CHUNK))
+
+
+def _exact_kernel():
+    from lalic_cli.kernels import load_extension
+
+    return load_extension("exact")
+
+
+def biwkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, impl: str | None = None) -> torch.Tensor:
     """BiWKV (see ``lalic_cli.ops.biwkv``) with the same bits everywhere, in float64.
 
     ``w, u`` (C) and ``k, v`` (B x T x C) must themselves be reproducible (outputs of
     the operators above). Values are taken on a 20-bit grid of their maximum.
+    The C++ kernel (``kernels/biwkv_exact.cpp``) runs the same operations and gives the
+    same bits; ``impl="torch"|"kernel"`` forces one.
     """
-    w, u, k = (x.to(_F64) for x in (w, u, k))
+    w, u, k = (x.to(_F64).contiguous() for x in (w, u, k))
     vq, sv = quantize(v, _V_BITS)
+    L = _chunk_length(w)
+    ext = None if impl == "torch" else _exact_kernel()
+    if ext is not None:
+        return ext.forward(w, u, k, vq.contiguous(), L, sv)
+    if impl == "kernel":
+        raise RuntimeError("biwkv: the exact C++ kernel is not available")
     vi = vq.to(torch.int64)
-    past = _past_parts(k, vi, w)
-    future = [tuple(x.flip(1) for x in p) for p in _past_parts(k.flip(1), vi.flip(1), w)]
+    past = _past_parts(k, vi, w, L)
+    future = [tuple(x.flip(1) for x in p) for p in _past_parts(k.flip(1), vi.flip(1), w, L)]
     centre = (u + k, torch.ones_like(k), vq)
     parts = [*past, *future, centre]
     m = parts[0][0]
