@@ -4,7 +4,7 @@ Pure standard-library code (no torch).  The byte layout is specified in
 ``docs/bitstream.md``; keep the two in step (``tests/test_bitstream.py``
 checks a hand-built reference file against this module).
 
-Summary of the layout (version 1)::
+Summary of the layout (version 2; version 1 lacks the entropy byte)::
 
     magic "LAL\\x89" | version u8 | header fields | body_length | header CRC32
     body: y strings | z string | extras | file CRC32
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from .errors import LalicError
 
 __all__ = [
+    "ENTROPY_CODES",
     "FORMAT_VERSION",
     "MAGIC",
     "LATENT_STRIDE",
@@ -42,7 +43,8 @@ __all__ = [
     "size_breakdown",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)  # version 1: no entropy byte, always the float entropy path
 MAGIC = b"LAL\x89"
 #: pixels per latent z element along each axis (image -> y is /16, y -> z is /4)
 LATENT_STRIDE = 64
@@ -65,6 +67,11 @@ _MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
 BIT_DEPTHS = (8, 16)
 DEVICE_CODES = {"cpu": 0, "cuda": 1}
 _DEVICE_NAMES = {v: k for k, v in DEVICE_CODES.items()}
+#: how the decoder must compute the CDF indexes and means: "float" (the reference
+#: model's float path, decodes on the encoder's device class only) or "exact" (the
+#: portable path of docs/portable.md, the same bits everywhere)
+ENTROPY_CODES = {"float": 0, "exact": 1}
+_ENTROPY_NAMES = {v: k for k, v in ENTROPY_CODES.items()}
 
 _U32 = struct.Struct(">I")
 
@@ -87,6 +94,7 @@ class Header:
     num_groups: int
     device_class: str = "cpu"
     symbols_crc: int = 0
+    entropy: str = "float"
 
 
 @dataclass
@@ -207,6 +215,7 @@ class _RawHeader:
     symbols_crc: int
     body_length: int
     header_end: int       # offset of the first body byte
+    entropy_code: int = 0
 
 
 def _parse_raw_header(data: bytes) -> _RawHeader:
@@ -228,6 +237,7 @@ def _parse_raw_header(data: bytes) -> _RawHeader:
     mode_code = r.u8("mode")
     bit_depth = r.u8("bit_depth")
     device_code = r.u8("device_class")
+    entropy_code = r.u8("entropy") if data[4] >= 2 else 0
     pad = tuple(r.varint(f"pad_{s}") for s in ("left", "right", "top", "bottom"))
     z_shape = (r.varint("z_height"), r.varint("z_width"))
     num_groups = r.varint("num_groups")
@@ -239,7 +249,7 @@ def _parse_raw_header(data: bytes) -> _RawHeader:
         raise _BadHeaderCrc()
     return _RawHeader(name, whash, quality_centi, height, width, mode_code,
                       bit_depth, device_code, pad, z_shape, num_groups,
-                      symbols_crc, body_length, r.pos)
+                      symbols_crc, body_length, r.pos, entropy_code)
 
 
 class _BadHeaderCrc(Exception):
@@ -261,6 +271,8 @@ def _check_header_values(h: Header, max_pixels: int | None) -> None:
         raise _Malformed(f"unsupported bit depth {h.bit_depth}")
     if h.device_class not in DEVICE_CODES:
         raise _Malformed(f"unknown device class {h.device_class!r}")
+    if h.entropy not in ENTROPY_CODES:
+        raise _Malformed(f"unknown entropy path {h.entropy!r}")
     if not 1 <= h.num_groups <= MAX_GROUPS:
         raise _Malformed(f"num_groups {h.num_groups} outside 1..{MAX_GROUPS}")
     zh, zw = h.z_shape
@@ -296,6 +308,8 @@ def _header_from_raw(raw: _RawHeader, max_pixels: int | None) -> Header:
         raise _Malformed(f"unknown colour mode code {raw.mode_code}")
     if raw.device_code not in _DEVICE_NAMES:
         raise _Malformed(f"unknown device class code {raw.device_code}")
+    if raw.entropy_code not in _ENTROPY_NAMES:
+        raise _Malformed(f"unknown entropy path code {raw.entropy_code}")
     h = Header(
         weights_name=name,
         weights_hash=raw.whash,
@@ -309,6 +323,7 @@ def _header_from_raw(raw: _RawHeader, max_pixels: int | None) -> Header:
         num_groups=raw.num_groups,
         device_class=_DEVICE_NAMES[raw.device_code],
         symbols_crc=raw.symbols_crc,
+        entropy=_ENTROPY_NAMES[raw.entropy_code],
     )
     _check_header_values(h, max_pixels)
     return h
@@ -329,10 +344,10 @@ def _check_prefix(data: bytes) -> None:
         raise BitstreamError("not a .lal file (bad magic)")
     if len(data) < 5:
         raise BitstreamError("truncated .lal file (ends before the version byte)")
-    if data[4] != FORMAT_VERSION:
+    if data[4] not in READ_VERSIONS:
         raise BitstreamError(
             f"unsupported .lal format version {data[4]} "
-            f"(this lalic reads version {FORMAT_VERSION})")
+            f"(this lalic reads versions {', '.join(map(str, READ_VERSIONS))})")
 
 
 def _read_header(data: bytes, max_pixels: int | None) -> tuple[Header, _RawHeader]:
@@ -479,7 +494,7 @@ def _quality_centi(q) -> int:
 def _encode_header_fields(h: Header) -> bytes:
     """Header fields from weights_name through symbols_crc (validated)."""
     for name, typ in (("weights_name", str), ("weights_hash", bytes),
-                      ("mode", str), ("device_class", str)):
+                      ("mode", str), ("device_class", str), ("entropy", str)):
         if not isinstance(getattr(h, name), typ):
             raise ValueError(f"Header.{name} must be {typ.__name__}")
     for name in ("height", "width", "bit_depth", "num_groups", "symbols_crc"):
@@ -505,7 +520,7 @@ def _encode_header_fields(h: Header) -> bytes:
     out += h.weights_hash
     out += _varint(centi)
     out += _varint(h.height) + _varint(h.width)
-    out += bytes((MODE_CODES[h.mode], h.bit_depth, DEVICE_CODES[h.device_class]))
+    out += bytes((MODE_CODES[h.mode], h.bit_depth, DEVICE_CODES[h.device_class], ENTROPY_CODES[h.entropy]))
     for v in h.pad:
         out += _varint(v)
     out += _varint(h.z_shape[0]) + _varint(h.z_shape[1])

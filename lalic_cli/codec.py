@@ -14,9 +14,11 @@ from .errors import DecodeError, InputError
 from .bitstream import Header, LalFile, pack, unpack
 from .image import PreparedImage, open_image, prepare, restore
 from .memory import check_fits
+from .models.portable import portable_latent_codec
 from .zoo.registry import WeightsError, WeightsEntry, find_for_decoding, load_model, resolve
 
 DEFAULT_MAX_PIXELS = 40_000_000
+ENTROPY_PATHS = ("exact", "float")  # "exact": files decode anywhere (docs/portable.md)
 
 
 def pick_device(device: str = "auto") -> str:
@@ -64,9 +66,16 @@ class Encoded:
         return 8 * len(self.data) / (self.header.height * self.header.width)
 
 
+def _latent_codec(model, entropy: str):
+    """None (the model's own, float) or the portable CPU copy."""
+    if entropy not in ENTROPY_PATHS:
+        raise InputError(f"unknown entropy path {entropy!r} (exact or float)")
+    return portable_latent_codec(model) if entropy == "exact" else None
+
+
 def encode_prepared(
     img: PreparedImage, quality: float, *, weights: str | None = None, device: str = "auto",
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact",
 ) -> Encoded:
     if max_pixels is not None and img.height * img.width > max_pixels:
         raise InputError(
@@ -76,10 +85,11 @@ def encode_prepared(
     dev = pick_device(device)
     entry = resolve(weights, quality)
     model, short_hash = load_model(entry, dev)
+    latent_codec = _latent_codec(model, entropy)
     check_fits(model, img.height, img.width, dev)
     x, pad = pad_to(img.rgb.to(dev), model.downsampling_factor)
     with torch.inference_mode():
-        out = model.compress(x, quality)
+        out = model.compress(x, quality, latent_codec=latent_codec)
     strings = [s[0] for s in out["strings"]]
     zh, zw = out["shape"]["hyper"]
     extras = {}
@@ -100,6 +110,7 @@ def encode_prepared(
         num_groups=len(model.groups),
         device_class=dev,
         symbols_crc=symbols_crc(out["y_hat"]),
+        entropy=entropy,
     )
     data = pack(LalFile(header, strings[:-1], strings[-1], extras))
     return Encoded(data, header, entry, img.notes)
@@ -107,11 +118,16 @@ def encode_prepared(
 
 def encode_image(
     image: Image.Image | str | Path, quality: float, *, weights: str | None = None, device: str = "auto",
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact",
 ) -> bytes:
-    """Encode an image (PIL image or path) to ``.lal`` bytes."""
+    """Encode an image (PIL image or path) to ``.lal`` bytes.
+
+    ``entropy="exact"`` (the default) writes a file that decodes on any machine;
+    ``"float"`` uses the reference model's float entropy path, as the official
+    bitstreams do, which decodes only on the encoder's device class."""
     img = image if isinstance(image, Image.Image) else open_image(image)
-    return encode_prepared(prepare(img), quality, weights=weights, device=device, max_pixels=max_pixels).data
+    return encode_prepared(prepare(img), quality, weights=weights, device=device, max_pixels=max_pixels,
+                           entropy=entropy).data
 
 
 @dataclass
@@ -137,12 +153,17 @@ def decode(
         raise DecodeError(f"file has {h.num_groups} channel groups, the weights have {len(model.groups)}")
     check_fits(model, h.height, h.width, dev)
     strings = [[s] for s in (*lal.y_strings, lal.z_string)]
+    latent_codec = _latent_codec(model, h.entropy)
     with torch.inference_mode():
-        dec = model.decompress(strings, _z_shape_to_latent_shape(model, h.z_shape), h.quality)
+        dec = model.decompress(strings, _z_shape_to_latent_shape(model, h.z_shape), h.quality,
+                               latent_codec=latent_codec)
     if symbols_crc(dec["y_hat"]) != h.symbols_crc:
+        if h.entropy == "exact":
+            raise DecodeError("decoded latent does not match the encoder's (symbol CRC mismatch): the file is corrupted")
         raise DecodeError(
             f"decoded latent does not match the encoder's (symbol CRC mismatch): the file was encoded "
-            f"on {h.device_class} and this decoder ({dev}) computed different entropy parameters"
+            f"on {h.device_class} with the float entropy path and this decoder ({dev}) computed different "
+            f"entropy parameters"
         )
     x_hat = dec["x_hat"]
     left, right, top, bottom = h.pad

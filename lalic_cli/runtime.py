@@ -31,3 +31,17 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, _HEAP_MAX_BLOCK)) and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER))
+
+
+def cpu_name() -> str:
+    """The CPU's model name (for benchmark tables and golden-file manifests)."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

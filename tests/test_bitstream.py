@@ -5,6 +5,7 @@ follows docs/bitstream.md independently of the module, so the byte layout
 cannot drift without a test failing.
 """
 
+import dataclasses
 import os
 import random
 import struct
@@ -48,8 +49,8 @@ def _f(v):
     return v if isinstance(v, bytes) else leb128(v)
 
 
-def build(*, magic=MAGIC, version=1, name=b"t", whash=bytes(range(8)),
-          quality=250, height=60, width=100, mode=3, depth=8, device=0,
+def build(*, magic=MAGIC, version=2, name=b"t", whash=bytes(range(8)),
+          quality=250, height=60, width=100, mode=3, depth=8, device=0, entropy=0,
           pad=(10, 18, 1, 3), z=(1, 2), groups=1, sym=0xDEADBEEF,
           y=(b"ab", b"cde"), y_count=None, zs=b"Z",
           extras=((b"icc", b"\x01\x02"),), extras_count=None,
@@ -63,6 +64,7 @@ def build(*, magic=MAGIC, version=1, name=b"t", whash=bytes(range(8)),
         body += leb128(len(tag)) + tag + leb128(len(data)) + data
     head = magic + bytes([version]) + leb128(len(name)) + name + whash
     head += _f(quality) + _f(height) + _f(width) + bytes([mode, depth, device])
+    head += bytes([entropy]) if version >= 2 else b""
     head += b"".join(_f(p) for p in pad) + _f(z[0]) + _f(z[1]) + _f(groups)
     head += u32be(sym)
     head += _f(len(body) + 4 if body_length is None else body_length)
@@ -110,12 +112,12 @@ def err(data, **kw) -> str:
 
 def test_reference_bytes():
     expected = bytes.fromhex(
-        "4c414c89" "01"            # magic, version
+        "4c414c89" "02"            # magic, version
         "0174"                     # weights_name "t"
         "0001020304050607"         # weights_hash
         "fa01"                     # quality 2.5 -> 250
         "3c" "64"                  # height 60, width 100
-        "03" "08" "00"             # RGB, 8 bit, cpu
+        "03" "08" "00" "00"        # RGB, 8 bit, cpu, float entropy path
         "0a120103"                 # pad l=10 r=18 t=1 b=3
         "0102"                     # z 1x2
         "01"                       # num_groups
@@ -131,6 +133,21 @@ def test_reference_bytes():
     assert build() == expected
     assert unpack(expected) == TINY
     assert read_header(expected) == TINY.header
+
+
+def test_version_1_files_still_read():
+    """Version 1 had no entropy byte: such files decode with the float entropy path."""
+    v1 = build(version=1)
+    assert unpack(v1) == TINY
+    assert read_header(v1).entropy == "float"
+
+
+def test_entropy_path_round_trip_and_unknown_code():
+    f = LalFile(dataclasses.replace(TINY.header, entropy="exact"), TINY.y_strings, TINY.z_string, TINY.extras)
+    data = pack(f)
+    assert data == build(entropy=1)
+    assert unpack(data).header.entropy == "exact"
+    assert err(build(entropy=7)) == "invalid .lal header: unknown entropy path code 7"
 
 
 def test_kodak_round_trip_and_header_size(capsys):
@@ -230,9 +247,8 @@ def test_wrong_magic():
 
 
 def test_future_version_reported_before_crc():
-    data = build(version=2)        # CRCs are correct for the version-2 bytes
-    assert err(data) == ("unsupported .lal format version 2 "
-                         f"(this lalic reads version {FORMAT_VERSION})")
+    data = build(version=3)        # CRCs are correct for the version-3 bytes
+    assert err(data) == "unsupported .lal format version 3 (this lalic reads versions 1, 2)"
     b = bytearray(KODAK_BYTES)     # and with a now-wrong CRC: still version
     b[4] = 7
     assert err(bytes(b)).startswith("unsupported .lal format version 7")

@@ -171,15 +171,21 @@ class LALIC(SimpleVAECompressionModel):
         y_hat = y_out["y_hat"] if g is None else y_out["y_hat"] * g[1]
         return {"x_hat": self.synthesis(y_hat), "likelihoods": y_out["likelihoods"]}
 
-    def compress(self, x: torch.Tensor, quality: float | None = None) -> dict:
-        """Strings, shapes and the quantised symbols ``y_hat`` (before any inverse gain)."""
+    def compress(self, x: torch.Tensor, quality: float | None = None, latent_codec: nn.Module | None = None) -> dict:
+        """Strings, shapes and the quantised symbols ``y_hat`` (before any inverse gain).
+
+        ``latent_codec`` replaces the model's own (the portable one runs on the CPU)."""
         y = self.analysis(x)
         g = self.gains(quality)
-        return self.latent_codec.compress(y if g is None else y * g[0])
+        y = y if g is None else y * g[0]
+        if latent_codec is None:
+            return self.latent_codec.compress(y)
+        return latent_codec.compress(y.cpu())
 
-    def decompress(self, strings, shape, quality: float | None = None) -> dict:
+    def decompress(self, strings, shape, quality: float | None = None, latent_codec: nn.Module | None = None) -> dict:
         """``x_hat`` in [0, 1], and the decoded symbols ``y_hat`` for checking."""
-        y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
+        y_hat = (latent_codec or self.latent_codec).decompress(strings, shape)["y_hat"]
+        y_hat = y_hat.to(self.g_s[0].weight.device)
         g = self.gains(quality)
         x_hat = self.synthesis(y_hat if g is None else y_hat * g[1]).clamp_(0, 1)
         return {"x_hat": x_hat, "y_hat": y_hat}
