@@ -191,3 +191,41 @@ def test_biwkv_kernel_gives_the_reference_bits(B, T, C, decay):
     w, u = rand(C, seed=40) * decay / T, rand(C, seed=41) / T
     k, v = rand(B, T, C, seed=42, scale=4.0), rand(B, T, C, seed=43)
     assert same_bits(exact.biwkv(w, u, k, v, impl="torch"), exact.biwkv(w, u, k, v, impl="kernel"))
+
+
+def test_log_tanh_softplus_erfc_match_libm():
+    x = torch.logspace(-300, 300, 20001, dtype=torch.float64)
+    assert float((exact.log(x) - torch.log(x)).abs().max()) < 1e-12
+    assert float(exact.log(torch.tensor(1.0, dtype=torch.float64))) == 0.0
+    y = torch.linspace(-30, 30, 6001, dtype=torch.float64)
+    assert float((exact.tanh(y) - torch.tanh(y)).abs().max()) < 1e-15
+    assert float((exact.softplus(y) - F.softplus(y)).abs().max()) < 1e-14
+    z = torch.linspace(-6, 6, 6001, dtype=torch.float64)
+    assert float(((exact.erfc(z) - torch.erfc(z)) / torch.erfc(z)).abs().max()) < 1.2e-7  # the fit's bound
+
+
+def test_exact_coder_tables_match_compressai_closely():
+    """The portable tables come from exact code; they may differ from CompressAI's float
+    ones by a count or two out of 65536, never in shape, offsets or lengths."""
+    import copy
+
+    from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+    from lalic_cli.models.portable import exact_bottleneck_tables, exact_gaussian_tables
+
+    torch.manual_seed(0)
+    eb = EntropyBottleneck(8)
+    with torch.no_grad():
+        eb.quantiles.add_(torch.randn_like(eb.quantiles) * 0.3)
+    eb.update(force=True)
+    gc = GaussianConditional(None)
+    from compressai.models.base import get_scale_table
+
+    gc.update_scale_table(get_scale_table())
+    gc.update()
+    for ref, build in ((eb, exact_bottleneck_tables), (gc, exact_gaussian_tables)):
+        mine = copy.deepcopy(ref)
+        build(mine)
+        assert mine._quantized_cdf.shape == ref._quantized_cdf.shape
+        assert torch.equal(mine._offset, ref._offset) and torch.equal(mine._cdf_length, ref._cdf_length)
+        assert int((mine._quantized_cdf.long() - ref._quantized_cdf.long()).abs().max()) <= 4

@@ -34,6 +34,10 @@ __all__ = [
     "conv_transpose2d",
     "layer_norm",
     "biwkv",
+    "log",
+    "tanh",
+    "softplus",
+    "erfc",
 ]
 
 ACT_BITS = 22  # |activation integer| < 2^22
@@ -171,6 +175,52 @@ def exp(x: torch.Tensor) -> torch.Tensor:
 def sigmoid(x: torch.Tensor) -> torch.Tensor:
     """1 / (1 + e^-x), with :func:`exp`."""
     return 1.0 / (1.0 + exp(-x.to(_F64)))
+
+
+def log(x: torch.Tensor) -> torch.Tensor:
+    """ln x for x > 0: x = m 2^e (frexp, exact), m in [sqrt(1/2), sqrt(2)), then
+    2 atanh((m-1)/(m+1)) as a series (|s| <= 0.172, 12 terms: error < 1e-18)."""
+    m, e = torch.frexp(x.to(_F64))
+    small = m < 0.7071067811865476
+    m = torch.where(small, m * 2.0, m)
+    e = torch.where(small, e - 1, e).to(_F64)
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    p = torch.full_like(s, 1.0 / 23.0)
+    for k in range(21, 0, -2):
+        p = p * s2
+        p = p + 1.0 / k
+    return (2.0 * s) * p + (e * _LN2_HI + e * _LN2_LO)
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """1 - 2 / (e^{2x} + 1), with :func:`exp` (saturates to +-1)."""
+    return 1.0 - 2.0 / (exp(2.0 * x.to(_F64)) + 1.0)
+
+
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    """ln(1 + e^x), and x itself above 20 as PyTorch's softplus does."""
+    x = x.to(_F64)
+    return torch.where(x > 20.0, x, log(1.0 + exp(torch.clamp(x, max=20.0))))
+
+
+# erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2): the Chebyshev fit of Numerical
+# Recipes (section 6.2), relative error < 1.2e-7 everywhere
+_ERFC = (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806,
+         0.09678418, 0.37409196, 1.00002368, -1.26551223)
+
+
+def erfc(x: torch.Tensor) -> torch.Tensor:
+    """Complementary error function from rule-2 operations and :func:`exp`."""
+    x = x.to(_F64)
+    z = x.abs()
+    t = 1.0 / (1.0 + 0.5 * z)
+    p = torch.full_like(t, _ERFC[0])
+    for c in _ERFC[1:]:
+        p = p * t
+        p = p + c
+    y = t * exp(p - z * z)
+    return torch.where(x >= 0, y, 2.0 - y)
 
 
 BIWKV_CHUNK = 64  # most tokens per chunk: chunk sums of E*V stay below 2^62
