@@ -1,11 +1,33 @@
-"""lalic: the LALIC learned image codec as a library and a command-line tool."""
+"""lalic: the LALIC learned image codec as a library and a command-line tool.
+
+The public names are imported on first use, so that ``import lalic_cli`` (and
+the commands that code nothing, such as ``lalic --help`` or ``lalic info``) do
+not pay for torch and CompressAI.
+"""
+
+from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
+
+from . import _compressai
+from ._lazy import lazy_exports
 
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*is deprecated", category=FutureWarning)
+_compressai.defer()
 
-from .codec import decode_bytes, decode_file, encode_image  # noqa: E402
-from .models import LALIC  # noqa: E402
+if TYPE_CHECKING:
+    from .codec import decode_bytes, decode_file, encode_image
+    from .models import LALIC
 
-__all__ = ["LALIC", "decode_bytes", "decode_file", "encode_image"]
+_EXPORTS = {
+    "LALIC": ".models",
+    "decode_bytes": ".codec",
+    "decode_file": ".codec",
+    "encode_image": ".codec",
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

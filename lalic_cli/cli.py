@@ -1,4 +1,9 @@
-"""The ``lalic`` command line: commands parse, call the library, print."""
+"""The ``lalic`` command line: commands parse, call the library, print.
+
+Start-up matters here (``lalic --help`` should answer at once), so this module
+imports only click, rich's console and lalic's light modules; torch and the
+codec are imported by the commands that code images.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from . import errors
 from .fileio import OutputExistsError, atomic_write
@@ -207,6 +211,8 @@ def info(file, as_json) -> None:
     if as_json:
         click.echo(json.dumps(fields, indent=2))
         return
+    from rich.table import Table
+
     table = Table(show_header=False, box=None)
     for k, v in fields.items():
         table.add_row(k, f"{v:.4f}" if isinstance(v, float) and k == "bpp" else str(v))
@@ -221,9 +227,10 @@ def weights() -> None:
 @weights.command("list")
 def weights_list() -> None:
     """Show known weights, whether each is available, and where it is looked for."""
-    from .zoo.registry import catalogue, weights_dir
+    from rich.table import Table
 
     from .resources import data_dir
+    from .zoo.registry import catalogue, weights_dir
 
     table = Table(
         title=f"imported weights: {weights_dir()}\nbundled weights: {data_dir() / 'weights'}", title_justify="left"

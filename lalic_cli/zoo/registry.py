@@ -14,13 +14,17 @@ import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import LalicError
 from ..fileio import atomic_write
 from ..resources import data_dir
-from .checkpoint import CheckpointError, build_model, canonical, detect_config, fingerprint, load_checkpoint_file
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and the model code (.checkpoint) are imported inside the functions that load or
+# save weights: listing the catalogue (`lalic weights list`) must not pay for them.
 
 HASH_BYTES = 8
 
@@ -130,6 +134,8 @@ def catalogue() -> list[WeightsEntry]:
 
 
 def file_entry(path: Path, quality: float | None) -> WeightsEntry:
+    from .checkpoint import detect_config, load_checkpoint_file
+
     sd = load_checkpoint_file(path)
     return WeightsEntry(
         name=path.stem, kind="file", config=detect_config(sd), quality=quality, path=path,
@@ -196,6 +202,8 @@ def _find_spec(spec: str) -> WeightsEntry:
 
 @lru_cache(maxsize=4)
 def _load_cached(path: str, mtime: float, device: str):
+    from .checkpoint import build_model, fingerprint, load_checkpoint_file
+
     sd = load_checkpoint_file(path)
     model = build_model(sd)
     return model.to(device), fingerprint(model.state_dict())[: 2 * HASH_BYTES]
@@ -203,6 +211,8 @@ def _load_cached(path: str, mtime: float, device: str):
 
 def load_model(entry: WeightsEntry, device: str = "cpu"):
     """``(model, short_hash)`` for an entry; models are cached per process."""
+    from .checkpoint import CheckpointError
+
     if not entry.available:
         raise WeightsError(f"weights {entry.name!r} are not installed (expected at {entry.path})")
     if entry.sha256 and entry.kind == "bundled" and file_sha256(entry.path) != entry.sha256:
@@ -227,7 +237,10 @@ def save_weights(sd: dict[str, torch.Tensor], dest: Path, metadata: dict[str, st
     With ``dtype``, floating tensors are cast to it, except a tensor the cast would change
     from nonzero to 0 or to inf (the 1e-9 likelihood bound in fp16): that one stays as it is.
     """
+    import torch
     from safetensors.torch import save_file
+
+    from .checkpoint import canonical
 
     def cast(v: torch.Tensor) -> torch.Tensor:
         if dtype is None or not v.is_floating_point():
@@ -243,6 +256,8 @@ def save_weights(sd: dict[str, torch.Tensor], dest: Path, metadata: dict[str, st
 
 def import_checkpoint(src: Path, quality: float, name: str | None = None, force: bool = False) -> WeightsEntry:
     """Verify an official-layout checkpoint, fold OmniShift, store a compact copy."""
+    from .checkpoint import build_model, detect_config, fingerprint, load_checkpoint_file
+
     sd = load_checkpoint_file(src)
     config = detect_config(sd)
     model = build_model(sd, config)

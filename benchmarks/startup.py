@@ -1,0 +1,106 @@
+"""Start-up cost of the ``lalic`` commands, side by side with ``python -c "import torch"``.
+
+    python benchmarks/startup.py                         # median of 5 runs per command
+    python benchmarks/startup.py --baseline /tmp/old     # also time another tree (before/after)
+    python benchmarks/startup.py --runs 9 --json startup.json
+
+Every run is a fresh process, as a user typing the command gets: ``python -m lalic_cli.cli``
+with ``PYTHONPATH`` set to the tree under test (this checkout, and ``--baseline``'s tree
+if given), which costs the same as the ``lalic`` script. The commands run interleaved
+(one round of every command, then the next round), so drift in machine load hits all of
+them alike; each is run once untimed first (page cache, the BiWKV kernel build).
+
+The table gives the median wall time and its ratio to importing torch, the floor for any
+command that codes an image. ``import for coding`` is ``import lalic_cli.codec``: what
+``encode`` and ``decode`` import before they start working. ``encode`` and ``decode``
+code the bundled 320x224 sample with the bundled weights, so their time also includes
+loading the model and the coding itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lalic_cli.runtime import cpu_name
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "assets" / "sample.png"
+TORCH = "python -c 'import torch'"
+
+
+def _lalic_commands(work: Path) -> dict[str, list[str]]:
+    lalic = [sys.executable, "-m", "lalic_cli.cli"]
+    lal = work / "sample.lal"
+    return {
+        "lalic --help": [*lalic, "--help"],
+        "lalic info sample.lal": [*lalic, "info", str(lal)],
+        "lalic weights list": [*lalic, "weights", "list"],
+        "import for coding": [sys.executable, "-c", "import lalic_cli.codec"],
+        "lalic encode sample.png": [*lalic, "encode", str(SAMPLE), "-o", str(work / "out.lal"), "--force"],
+        "lalic decode sample.lal": [*lalic, "decode", str(lal), "-o", str(work / "out.png"), "--force"],
+    }
+
+
+def _env(tree: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(tree)}
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr.strip()}")
+    return dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per command (median reported)")
+    ap.add_argument("--baseline", type=Path, help="another lalic tree to time the same commands with")
+    ap.add_argument("--json", type=Path, help="also write the medians and raw times here")
+    args = ap.parse_args()
+
+    trees = {"after": ROOT} if args.baseline is None else {"before": args.baseline.resolve(), "after": ROOT}
+    machine = f"{cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    print(f"# {machine}; median of {args.runs} fresh processes per command", flush=True)
+    with tempfile.TemporaryDirectory(prefix="lalic-startup-") as tmp:
+        work = Path(tmp)
+        _run([sys.executable, "-m", "lalic_cli.cli", "encode", str(SAMPLE), "-o", str(work / "sample.lal")], work,
+             _env(ROOT))
+        plan = [("python -c pass", None, [sys.executable, "-c", "pass"]),
+                (TORCH, None, [sys.executable, "-c", "import torch"])]
+        plan += [(name, tree, cmd) for name, cmd in _lalic_commands(work).items() for tree in trees]
+        for _, tree, cmd in plan:  # warm-up, untimed
+            _run(cmd, work, _env(trees.get(tree, ROOT)))
+        times: dict[tuple[str, str | None], list[float]] = {(name, tree): [] for name, tree, _ in plan}
+        for _ in range(args.runs):
+            for name, tree, cmd in plan:
+                times[name, tree].append(_run(cmd, work, _env(trees.get(tree, ROOT))))
+
+    med = {key: statistics.median(ts) for key, ts in times.items()}
+    ref = med[TORCH, None]
+    names = list(dict.fromkeys(name for name, _ in med))
+    width = max(map(len, names))
+    head = "  ".join(f"{t + ' s':>9}  {'x torch':>7}" for t in trees)
+    print(f"{'command':<{width}}  {head}")
+    for name in names:
+        cells = [med[name, t] for t in trees] if (name, None) not in med else [med[name, None]]
+        print(f"{name:<{width}}  " + "  ".join(f"{c:9.2f}  {c / ref:7.2f}" for c in cells))
+    if args.json:
+        rows = [{"command": n, "tree": t, "median_s": m, "runs_s": times[n, t]} for (n, t), m in med.items()]
+        args.json.write_text(json.dumps({"machine": machine, "trees": {k: str(v) for k, v in trees.items()},
+                                         "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
