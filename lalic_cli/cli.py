@@ -17,6 +17,7 @@ from rich.console import Console
 
 from . import errors
 from .fileio import OutputExistsError, atomic_write
+from .progress import DelayedSpinner
 from .runtime import tune_allocator
 
 out = Console(highlight=False, soft_wrap=True)
@@ -65,6 +66,11 @@ def _write(dest: str, data_or_writer, force: bool) -> None:
         atomic_write(dest, data_or_writer, force=force)
 
 
+def _spinner(description: str, quiet: bool) -> DelayedSpinner:
+    """A spinner on stderr for slow images, only when both stdout and stderr are a terminal."""
+    return DelayedSpinner(err, description, enabled=not quiet and out.is_terminal and err.is_terminal)
+
+
 def _run_batch(items: list[str], one, console: Console) -> None:
     """Run ``one`` per input; a bad input is reported and the rest still run."""
     failures = []
@@ -89,7 +95,8 @@ def _run_batch(items: list[str], one, console: Console) -> None:
 @click.option("--device", type=DEVICE, default="auto", show_default=True)
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
-def encode(images, quality, output, weights, device, max_pixels, force) -> None:
+@click.option("--quiet", is_flag=True, help="Print only errors and notes (no progress, no summary).")
+def encode(images, quality, output, weights, device, max_pixels, force, quiet) -> None:
     """Encode IMAGES (PNG, JPEG, WebP, ...; - for stdin) to .lal files."""
     from .codec import DEFAULT_MAX_PIXELS, encode_prepared
     from .image import open_image, prepare
@@ -102,12 +109,15 @@ def encode(images, quality, output, weights, device, max_pixels, force) -> None:
             raise OutputExistsError(f"{dest} exists (use --force to overwrite)")
         img = open_image(sys.stdin.buffer.read() if src == "-" else src)
         t0 = time.perf_counter()
-        enc = encode_prepared(prepare(img), quality, weights=weights, device=device,
-                              max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+        with _spinner(f"encoding {src}", quiet):
+            enc = encode_prepared(prepare(img), quality, weights=weights, device=device,
+                                  max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
         dt = time.perf_counter() - t0
         _write(dest, enc.data, force)
         for note in enc.notes:
             console.print(f"note: {src}: {note}", markup=False)
+        if quiet:
+            return
         console.print(
             f"{src} -> {dest}  {enc.header.width}x{enc.header.height}  {len(enc.data):,} B  "
             f"{enc.bpp:.4f} bpp  q{quality:g}  {dt:.2f} s",
@@ -123,7 +133,8 @@ def encode(images, quality, output, weights, device, max_pixels, force) -> None:
 @click.option("--weights", help="Weights name or checkpoint path (default: the ones the file names).")
 @click.option("--device", type=DEVICE, default="auto", show_default=True)
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
-def decode(files, output, weights, device, force) -> None:
+@click.option("--quiet", is_flag=True, help="Print only errors (no progress, no summary).")
+def decode(files, output, weights, device, force, quiet) -> None:
     """Decode .lal FILES to images (PNG by default)."""
     from .codec import decode as decode_lal
 
@@ -135,7 +146,8 @@ def decode(files, output, weights, device, force) -> None:
             raise OutputExistsError(f"{dest} exists (use --force to overwrite)")
         data = sys.stdin.buffer.read() if src == "-" else _read(src)
         t0 = time.perf_counter()
-        dec = decode_lal(data, weights=weights, device=device)
+        with _spinner(f"decoding {src}", quiet):
+            dec = decode_lal(data, weights=weights, device=device)
         dt = time.perf_counter() - t0
         if dest == "-":
             import io
@@ -146,7 +158,8 @@ def decode(files, output, weights, device, force) -> None:
         else:
             fmt = _format_for(dest)
             _write(dest, lambda p: dec.image.save(p, format=fmt, **_save_options(dec.image, fmt)), force)
-        console.print(f"{src} -> {dest}  {dec.header.width}x{dec.header.height}  {dt:.2f} s", markup=False)
+        if not quiet:
+            console.print(f"{src} -> {dest}  {dec.header.width}x{dec.header.height}  {dt:.2f} s", markup=False)
 
     _run_batch(list(files), one, console)
 
@@ -226,22 +239,36 @@ def weights() -> None:
 
 @weights.command("list")
 def weights_list() -> None:
-    """Show known weights, whether each is available, and where it is looked for."""
-    from rich.table import Table
+    """Show known weights, whether each is available, and where it is looked for.
 
+    On a terminal this is a table; piped, it is one tab-separated line per weights
+    (a header line first, full paths), so that it neither wraps nor needs a table parser.
+    """
     from .resources import data_dir
     from .zoo.registry import catalogue, weights_dir
+
+    columns = ("name", "kind", "config", "quality", "lambda", "status")
+    rows = [
+        (e, (e.name, e.kind, e.config, "variable" if e.variable_rate else f"{e.quality:g}",
+             f"{e.lmbda:g}" if e.lmbda else "", "available" if e.available else "missing"))
+        for e in catalogue()
+    ]
+    if not out.is_terminal:
+        click.echo("\t".join((*columns, "path")))
+        for e, cells in rows:
+            click.echo("\t".join((*cells, str(e.path or ""))))
+        return
+    from rich.table import Table
 
     table = Table(
         title=f"imported weights: {weights_dir()}\nbundled weights: {data_dir() / 'weights'}", title_justify="left"
     )
-    for col in ("name", "kind", "config", "quality", "lambda", "status"):
+    for col in columns:
         table.add_column(col, no_wrap=True)
     table.add_column("file", overflow="fold")
-    for e in catalogue():
-        q = "variable" if e.variable_rate else f"{e.quality:g}"
-        status = "[green]available[/]" if e.available else "[red]missing[/]"
-        table.add_row(e.name, e.kind, e.config, q, f"{e.lmbda:g}" if e.lmbda else "", status, e.path.name if e.path else "")
+    for e, cells in rows:
+        colour = "green" if e.available else "red"
+        table.add_row(*cells[:-1], f"[{colour}]{cells[-1]}[/]", e.path.name if e.path else "")
     out.print(table)
 
 
