@@ -19,12 +19,14 @@ _compressai.defer()
 if TYPE_CHECKING:
     from .codec import decode_bytes, decode_file, encode_image
     from .models import LALIC
+    from .pillow_plugin import register_pillow
 
 _EXPORTS = {
     "LALIC": ".models",
     "decode_bytes": ".codec",
     "decode_file": ".codec",
     "encode_image": ".codec",
+    "register_pillow": ".pillow_plugin",
 }
 
 __all__ = sorted(_EXPORTS)
