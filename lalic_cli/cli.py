@@ -218,6 +218,7 @@ def info(file, as_json) -> None:
         "z_string_bytes": len(lal.z_string),
         "extras": {k: len(v) for k, v in lal.extras.items()},
         "encoded_on": h.device_class,
+        "entropy_path": h.entropy,
         "symbols_crc": f"{h.symbols_crc:08x}",
         "bpp": 8 * len(data) / (h.width * h.height),
     }

@@ -107,3 +107,10 @@ def test_unknown_entropy_path_is_a_user_error():
 
     with pytest.raises(InputError, match="entropy path"):
         encode_image(Image.new("RGB", (8, 8)), 3, entropy="fixed")
+
+
+def test_info_shows_the_entropy_path():
+    r = subprocess.run([sys.executable, "-m", "lalic_cli.cli", "info", "--json", str(GOLDEN / "rgb-q1.lal")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["entropy_path"] == "exact"
