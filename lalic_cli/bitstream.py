@@ -2,9 +2,14 @@
 
 Pure standard-library code (no torch).  The byte layout is specified in
 ``docs/bitstream.md``; keep the two in step (``tests/test_bitstream.py``
-checks a hand-built reference file against this module).
+checks hand-built reference files against this module).
 
-Summary of the layout (version 2; version 1 lacks the entropy byte)::
+One format carries both model families, LALIC and MRT (the ``family`` byte);
+the header's latent grid ``z_shape`` is in units of the family's stride
+(:data:`LATENT_STRIDES`).
+
+Summary of the layout (version 3; version 2 lacks the family byte, version 1
+also the entropy byte)::
 
     magic "LAL\\x89" | version u8 | header fields | body_length | header CRC32
     body: y strings | z string | extras | file CRC32
@@ -31,9 +36,11 @@ from .errors import LalicError
 
 __all__ = [
     "ENTROPY_CODES",
+    "FAMILY_CODES",
     "FORMAT_VERSION",
     "MAGIC",
     "LATENT_STRIDE",
+    "LATENT_STRIDES",
     "BitstreamError",
     "Header",
     "LalFile",
@@ -43,11 +50,16 @@ __all__ = [
     "size_breakdown",
 ]
 
-FORMAT_VERSION = 2
-READ_VERSIONS = (1, 2)  # version 1: no entropy byte, always the float entropy path
+FORMAT_VERSION = 3
+# version 1: no entropy byte (always the float entropy path);
+# version 2: no family byte (always LALIC)
+READ_VERSIONS = (1, 2, 3)
 MAGIC = b"LAL\x89"
-#: pixels per latent z element along each axis (image -> y is /16, y -> z is /4)
+#: LALIC: pixels per latent z element along each axis (image -> y is /16, y -> z is /4)
 LATENT_STRIDE = 64
+#: pixels per element of the header's latent grid ``z_shape``, per model family:
+#: LALIC's hyper-latent z (64), MRT's 256x256 windows (rows, cols)
+LATENT_STRIDES = {"lalic": LATENT_STRIDE, "mrt": 256}
 
 # --- limits (all checked before anything is sliced or allocated) ----------
 MAX_VARINT_BYTES = 10          # enough for any value < 2**64
@@ -56,7 +68,7 @@ MAX_NAME_BYTES = 255
 WEIGHTS_HASH_BYTES = 8
 MAX_QUALITY_CENTI = 10_000     # quality in (0, 100], stored in 1/100ths
 MAX_DIM = 2**20                # height / width limit (pixels)
-MAX_PADDED_DIM = 2**21         # 64 * z_shape limit
+MAX_PADDED_DIM = 2**21         # stride * z_shape limit
 MAX_GROUPS = 64
 MAX_EXTRAS = 16
 MAX_TAG_BYTES = 32
@@ -72,6 +84,10 @@ _DEVICE_NAMES = {v: k for k, v in DEVICE_CODES.items()}
 #: portable path of docs/portable.md, the same bits everywhere)
 ENTROPY_CODES = {"float": 0, "exact": 1}
 _ENTROPY_NAMES = {v: k for k, v in ENTROPY_CODES.items()}
+#: which model family coded the file: "lalic" (hyperprior + channel groups) or
+#: "mrt" (extreme-rate bit tokens, always on the exact entropy path, no z string)
+FAMILY_CODES = {"lalic": 0, "mrt": 1}
+_FAMILY_NAMES = {v: k for k, v in FAMILY_CODES.items()}
 
 _U32 = struct.Struct(">I")
 
@@ -90,11 +106,12 @@ class Header:
     mode: str
     bit_depth: int
     pad: tuple[int, int, int, int]     # (left, right, top, bottom)
-    z_shape: tuple[int, int]           # (z height, z width)
-    num_groups: int
+    z_shape: tuple[int, int]           # latent grid (rows, cols), see LATENT_STRIDES
+    num_groups: int                    # LALIC: channel groups; MRT: bit groups
     device_class: str = "cpu"
     symbols_crc: int = 0
     entropy: str = "float"
+    family: str = "lalic"
 
 
 @dataclass
@@ -216,6 +233,7 @@ class _RawHeader:
     body_length: int
     header_end: int       # offset of the first body byte
     entropy_code: int = 0
+    family_code: int = 0
 
 
 def _parse_raw_header(data: bytes) -> _RawHeader:
@@ -238,6 +256,7 @@ def _parse_raw_header(data: bytes) -> _RawHeader:
     bit_depth = r.u8("bit_depth")
     device_code = r.u8("device_class")
     entropy_code = r.u8("entropy") if data[4] >= 2 else 0
+    family_code = r.u8("family") if data[4] >= 3 else 0
     pad = tuple(r.varint(f"pad_{s}") for s in ("left", "right", "top", "bottom"))
     z_shape = (r.varint("z_height"), r.varint("z_width"))
     num_groups = r.varint("num_groups")
@@ -249,7 +268,7 @@ def _parse_raw_header(data: bytes) -> _RawHeader:
         raise _BadHeaderCrc()
     return _RawHeader(name, whash, quality_centi, height, width, mode_code,
                       bit_depth, device_code, pad, z_shape, num_groups,
-                      symbols_crc, body_length, r.pos, entropy_code)
+                      symbols_crc, body_length, r.pos, entropy_code, family_code)
 
 
 class _BadHeaderCrc(Exception):
@@ -273,21 +292,27 @@ def _check_header_values(h: Header, max_pixels: int | None) -> None:
         raise _Malformed(f"unknown device class {h.device_class!r}")
     if h.entropy not in ENTROPY_CODES:
         raise _Malformed(f"unknown entropy path {h.entropy!r}")
+    if h.family not in FAMILY_CODES:
+        raise _Malformed(f"unknown model family {h.family!r}")
+    if h.family == "mrt" and h.entropy != "exact":
+        raise _Malformed(
+            f"MRT files use the exact entropy path, not {h.entropy!r}")
     if not 1 <= h.num_groups <= MAX_GROUPS:
         raise _Malformed(f"num_groups {h.num_groups} outside 1..{MAX_GROUPS}")
+    stride = LATENT_STRIDES[h.family]
     zh, zw = h.z_shape
-    if zh < 1 or zw < 1 or LATENT_STRIDE * zh > MAX_PADDED_DIM \
-            or LATENT_STRIDE * zw > MAX_PADDED_DIM:
+    if zh < 1 or zw < 1 or stride * zh > MAX_PADDED_DIM \
+            or stride * zw > MAX_PADDED_DIM:
         raise _Malformed(f"z_shape {zh}x{zw} out of range")
     left, right, top, bottom = h.pad
     if min(h.pad) < 0:
         raise _Malformed(f"negative padding {h.pad}")
-    if h.height + top + bottom != LATENT_STRIDE * zh \
-            or h.width + left + right != LATENT_STRIDE * zw:
+    if h.height + top + bottom != stride * zh \
+            or h.width + left + right != stride * zw:
         raise _Malformed(
             f"z_shape {zh}x{zw} inconsistent with image {h.width}x{h.height} "
             f"and pad (l,r,t,b)={h.pad}: padded size must be "
-            f"{LATENT_STRIDE}*z_shape")
+            f"{stride}*z_shape for {h.family}")
     if not 0 <= h.symbols_crc <= 0xFFFFFFFF:
         raise _Malformed(f"symbols_crc {h.symbols_crc} is not a 32-bit value")
 
@@ -310,6 +335,8 @@ def _header_from_raw(raw: _RawHeader, max_pixels: int | None) -> Header:
         raise _Malformed(f"unknown device class code {raw.device_code}")
     if raw.entropy_code not in _ENTROPY_NAMES:
         raise _Malformed(f"unknown entropy path code {raw.entropy_code}")
+    if raw.family_code not in _FAMILY_NAMES:
+        raise _Malformed(f"unknown model family code {raw.family_code}")
     h = Header(
         weights_name=name,
         weights_hash=raw.whash,
@@ -324,6 +351,7 @@ def _header_from_raw(raw: _RawHeader, max_pixels: int | None) -> Header:
         device_class=_DEVICE_NAMES[raw.device_code],
         symbols_crc=raw.symbols_crc,
         entropy=_ENTROPY_NAMES[raw.entropy_code],
+        family=_FAMILY_NAMES[raw.family_code],
     )
     _check_header_values(h, max_pixels)
     return h
@@ -378,6 +406,9 @@ def _read_header(data: bytes, max_pixels: int | None) -> tuple[Header, _RawHeade
 _MIN_BODY = 3 + 4
 
 
+_MRT_Z_STRING = "MRT files carry no z string"
+
+
 def _parse_body(data: bytes, header: Header, raw: _RawHeader) -> LalFile:
     end = len(data) - 4                    # the file CRC is already verified
     r = _Reader(data, raw.header_end, end)
@@ -391,6 +422,8 @@ def _parse_body(data: bytes, header: Header, raw: _RawHeader) -> LalFile:
         y_strings.append(r.take(n, f"y string {i}"))
     n = r.length("z string")
     z_string = r.take(n, "z string")
+    if z_string and header.family == "mrt":
+        raise _Malformed(_MRT_Z_STRING)
     n_extras = r.varint("extras count")
     if n_extras > MAX_EXTRAS:
         raise _Malformed(f"{n_extras} extras (limit {MAX_EXTRAS})")
@@ -494,7 +527,8 @@ def _quality_centi(q) -> int:
 def _encode_header_fields(h: Header) -> bytes:
     """Header fields from weights_name through symbols_crc (validated)."""
     for name, typ in (("weights_name", str), ("weights_hash", bytes),
-                      ("mode", str), ("device_class", str), ("entropy", str)):
+                      ("mode", str), ("device_class", str), ("entropy", str),
+                      ("family", str)):
         if not isinstance(getattr(h, name), typ):
             raise ValueError(f"Header.{name} must be {typ.__name__}")
     for name in ("height", "width", "bit_depth", "num_groups", "symbols_crc"):
@@ -520,7 +554,8 @@ def _encode_header_fields(h: Header) -> bytes:
     out += h.weights_hash
     out += _varint(centi)
     out += _varint(h.height) + _varint(h.width)
-    out += bytes((MODE_CODES[h.mode], h.bit_depth, DEVICE_CODES[h.device_class], ENTROPY_CODES[h.entropy]))
+    out += bytes((MODE_CODES[h.mode], h.bit_depth, DEVICE_CODES[h.device_class],
+                  ENTROPY_CODES[h.entropy], FAMILY_CODES[h.family]))
     for v in h.pad:
         out += _varint(v)
     out += _varint(h.z_shape[0]) + _varint(h.z_shape[1])
@@ -540,6 +575,8 @@ def _encode_body_sections(f: LalFile) -> bytes:
         s = _as_bytes(s)
         out += _varint(len(s)) + s
     z = _as_bytes(f.z_string)
+    if z and f.header.family == "mrt":
+        raise ValueError(_MRT_Z_STRING)
     out += _varint(len(z)) + z
     if len(f.extras) > MAX_EXTRAS:
         raise ValueError(f"{len(f.extras)} extras (limit {MAX_EXTRAS})")
