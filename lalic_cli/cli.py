@@ -89,14 +89,17 @@ def _run_batch(items: list[str], one, console: Console) -> None:
 
 @main.command()
 @click.argument("images", nargs=-1, required=True)
-@click.option("-q", "--quality", type=QUALITY, default=3, show_default=True, help="1 (smallest) .. 6 (best).")
+@click.option("-q", "--quality", type=QUALITY, default=3, show_default=True,
+              help="1 (smallest) .. 6 (best); MRT: 1 .. 3.")
+@click.option("--codec", type=click.Choice(["lalic", "mrt"]), default="lalic", show_default=True,
+              help="Model family: mrt codes extreme rates (below 0.03 bpp).")
 @click.option("-o", "--output", help="Output file, folder (several inputs) or - for stdout.")
 @click.option("--weights", help="Weights name or checkpoint path (default: the best available).")
 @click.option("--device", type=DEVICE, default="auto", show_default=True)
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--quiet", is_flag=True, help="Print only errors and notes (no progress, no summary).")
-def encode(images, quality, output, weights, device, max_pixels, force, quiet) -> None:
+def encode(images, quality, codec, output, weights, device, max_pixels, force, quiet) -> None:
     """Encode IMAGES (PNG, JPEG, WebP, ...; - for stdin) to .lal files."""
     from .codec import DEFAULT_MAX_PIXELS, encode_prepared
     from .image import open_image, prepare
@@ -111,7 +114,7 @@ def encode(images, quality, output, weights, device, max_pixels, force, quiet) -
         t0 = time.perf_counter()
         with _spinner(f"encoding {src}", quiet):
             enc = encode_prepared(prepare(img), quality, weights=weights, device=device,
-                                  max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+                                  max_pixels=max_pixels or DEFAULT_MAX_PIXELS, codec=codec)
         dt = time.perf_counter() - t0
         _write(dest, enc.data, force)
         for note in enc.notes:
@@ -204,6 +207,7 @@ def info(file, as_json) -> None:
     h = lal.header
     fields = {
         "file_size": len(data),
+        "family": h.family,
         "weights": h.weights_name,
         "weights_hash": h.weights_hash.hex(),
         "quality": h.quality,
@@ -212,8 +216,8 @@ def info(file, as_json) -> None:
         "mode": h.mode,
         "bit_depth": h.bit_depth,
         "pad": list(h.pad),
-        "z_shape": list(h.z_shape),
-        "channel_groups": h.num_groups,
+        **({"z_shape": list(h.z_shape), "channel_groups": h.num_groups} if h.family == "lalic"
+           else {"windows": list(h.z_shape), "bit_groups": h.num_groups}),
         "y_string_bytes": [len(s) for s in lal.y_strings],
         "z_string_bytes": len(lal.z_string),
         "extras": {k: len(v) for k, v in lal.extras.items()},
@@ -295,12 +299,14 @@ def weights_import(checkpoint, quality, name, force) -> None:
 @main.command()
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Folder of training images.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoint, weights).")
-@click.option("--config", "config_name", default="lite", show_default=True, help="Model config (see configs registry).")
-@click.option("--lambda", "lmbda", type=float, help="Fixed-rate training at this lambda.")
+@click.option("--codec", type=click.Choice(["lalic", "mrt"]), default="lalic", show_default=True,
+              help="Model family.")
+@click.option("--config", "config_name", help="Model config (see configs registry).  [default: lite; mrt-small]")
+@click.option("--lambda", "lmbda", type=float, help="Fixed-rate training at this lambda (LALIC).")
 @click.option("--variable-rate", is_flag=True, help="One model for q1..q6 (gain units).")
 @click.option("--steps", type=click.IntRange(1), default=10000, show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--patch", type=click.IntRange(64), default=128, show_default=True)
+@click.option("--patch", type=click.IntRange(64), help="Crop size.  [default: 128; MRT 256]")
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(1), default=500, show_default=True)
 @click.option("--val-data", type=click.Path(file_okay=False), help="Held-out images for periodic validation.")
@@ -311,18 +317,20 @@ def weights_import(checkpoint, quality, name, force) -> None:
 @click.option("--init", type=click.Path(dir_okay=False), help="Start from these weights (fresh optimiser).")
 @click.option("--time-limit", type=click.FloatRange(min=1), help="Stop after this many seconds (checkpoint kept).")
 @click.option("--export", "export_name", help="After training, write weights NAME.safetensors into --out.")
-def train(config_name, lmbda, variable_rate, resume, export_name, **kw) -> None:
-    """Train LALIC on a folder of images (lambda*255^2*MSE + bpp)."""
+def train(codec, config_name, lmbda, variable_rate, resume, export_name, patch, **kw) -> None:
+    """Train on a folder of images: LALIC (lambda*255^2*MSE + bpp) or MRT (rate + MSE + MS-SSIM)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .models import get_config
     from .train import Trainer, TrainConfig
 
+    config_name = config_name or {"lalic": "lite", "mrt": "mrt-small"}[codec]
     try:
         get_config(config_name)
     except KeyError as e:
         raise errors.InputError(str(e.args[0])) from None
-    cfg = TrainConfig(config=config_name, lmbda=lmbda, variable_rate=variable_rate, **kw)
+    patch = patch or {"lalic": 128, "mrt": 256}[codec]
+    cfg = TrainConfig(config=config_name, codec=codec, lmbda=lmbda, variable_rate=variable_rate, patch=patch, **kw)
     trainer = Trainer(cfg, resume=resume)
     columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                TimeRemainingColumn())

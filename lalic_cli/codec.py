@@ -66,6 +66,9 @@ class Encoded:
         return 8 * len(self.data) / (self.header.height * self.header.width)
 
 
+CODECS = ("lalic", "mrt")  # model families; MRT codes extreme rates (below 0.03 bpp)
+
+
 def _latent_codec(model, entropy: str):
     """None (the model's own, float) or the portable CPU copy."""
     if entropy not in ENTROPY_PATHS:
@@ -73,25 +76,101 @@ def _latent_codec(model, entropy: str):
     return portable_latent_codec(model) if entropy == "exact" else None
 
 
+@dataclass
+class _Coded:
+    """What a family's compress gives the container."""
+
+    y_strings: list[bytes]
+    z_string: bytes
+    grid: tuple[int, int]
+    num_groups: int
+    symbols_crc: int
+
+
+def _compress_lalic(model, x: torch.Tensor, quality: float, entropy: str) -> _Coded:
+    latent_codec = _latent_codec(model, entropy)
+    out = model.compress(x, quality, latent_codec=latent_codec)
+    strings = [s[0] for s in out["strings"]]
+    zh, zw = out["shape"]["hyper"]
+    return _Coded(strings[:-1], strings[-1], (int(zh), int(zw)), len(model.groups), symbols_crc(out["y_hat"]))
+
+
+def _decompress_lalic(model, lal: LalFile, dev: str) -> torch.Tensor:
+    h = lal.header
+    if h.num_groups != len(model.groups):
+        raise DecodeError(f"file has {h.num_groups} channel groups, the weights have {len(model.groups)}")
+    strings = [[s] for s in (*lal.y_strings, lal.z_string)]
+    dec = model.decompress(strings, _z_shape_to_latent_shape(model, h.z_shape), h.quality,
+                           latent_codec=_latent_codec(model, h.entropy))
+    _check_symbols(symbols_crc(dec["y_hat"]), h, dev)
+    return dec["x_hat"]
+
+
+def _mrt_quality(model, quality: float) -> int:
+    try:
+        return model.groups_for(quality)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
+def _compress_mrt(model, x: torch.Tensor, quality: float, entropy: str) -> _Coded:
+    if entropy != "exact":
+        raise InputError("MRT files always use the exact entropy path (its context model is exact)")
+    groups = _mrt_quality(model, quality)
+    out = model.compress(x, quality)
+    rows, cols = out["shape"]
+    return _Coded(out["strings"], b"", (int(rows), int(cols)), groups, bits_crc(out["bits"]))
+
+
+def _decompress_mrt(model, lal: LalFile, dev: str) -> torch.Tensor:
+    h = lal.header
+    groups = _mrt_quality(model, h.quality)
+    if h.num_groups != groups:
+        raise DecodeError(f"file has {h.num_groups} bit groups, these weights code {groups} at quality {h.quality:g}")
+    dec = model.decompress(lal.y_strings, h.z_shape, h.quality)
+    _check_symbols(bits_crc(dec["bits"]), h, dev)
+    return dec["x_hat"]
+
+
+_COMPRESS = {"lalic": _compress_lalic, "mrt": _compress_mrt}
+_DECOMPRESS = {"lalic": _decompress_lalic, "mrt": _decompress_mrt}
+
+
+def bits_crc(bits: torch.Tensor) -> int:
+    """CRC32 of MRT's coded bits (0/1 bytes), the counterpart of ``symbols_crc``."""
+    return zlib.crc32(bits.to(torch.uint8).cpu().numpy().tobytes())
+
+
+def _check_symbols(crc: int, h: Header, dev: str) -> None:
+    if crc == h.symbols_crc:
+        return
+    if h.entropy == "exact":
+        raise DecodeError("decoded latent does not match the encoder's (symbol CRC mismatch): the file is corrupted")
+    raise DecodeError(
+        f"decoded latent does not match the encoder's (symbol CRC mismatch): the file was encoded "
+        f"on {h.device_class} with the float entropy path and this decoder ({dev}) computed different "
+        f"entropy parameters"
+    )
+
+
 def encode_prepared(
     img: PreparedImage, quality: float, *, weights: str | None = None, device: str = "auto",
-    max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact", codec: str = "lalic",
 ) -> Encoded:
     if max_pixels is not None and img.height * img.width > max_pixels:
         raise InputError(
             f"image is {img.width}x{img.height} = {img.height * img.width} pixels, over the limit of "
             f"{max_pixels} (raise it with --max-pixels)"
         )
+    if codec not in _COMPRESS:
+        raise InputError(f"unknown codec {codec!r} ({', '.join(CODECS)})")
     dev = pick_device(device)
-    entry = resolve(weights, quality)
+    entry = resolve(weights, quality, codec)
     model, short_hash = load_model(entry, dev)
-    latent_codec = _latent_codec(model, entropy)
     check_fits(model, img.height, img.width, dev)
     x, pad = pad_to(img.rgb.to(dev), model.downsampling_factor)
     with torch.inference_mode():
-        out = model.compress(x, quality, latent_codec=latent_codec)
-    strings = [s[0] for s in out["strings"]]
-    zh, zw = out["shape"]["hyper"]
+        coded = _COMPRESS[codec](model, x, quality, entropy)
     extras = {}
     if img.alpha is not None:
         extras["alpha"] = img.alpha
@@ -106,28 +185,30 @@ def encode_prepared(
         mode=img.mode,
         bit_depth=img.bit_depth,
         pad=pad,
-        z_shape=(int(zh), int(zw)),
-        num_groups=len(model.groups),
+        z_shape=coded.grid,
+        num_groups=coded.num_groups,
         device_class=dev,
-        symbols_crc=symbols_crc(out["y_hat"]),
+        symbols_crc=coded.symbols_crc,
         entropy=entropy,
+        family=codec,
     )
-    data = pack(LalFile(header, strings[:-1], strings[-1], extras))
+    data = pack(LalFile(header, coded.y_strings, coded.z_string, extras))
     return Encoded(data, header, entry, img.notes)
 
 
 def encode_image(
     image: Image.Image | str | Path, quality: float, *, weights: str | None = None, device: str = "auto",
-    max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact", codec: str = "lalic",
 ) -> bytes:
     """Encode an image (PIL image or path) to ``.lal`` bytes.
 
     ``entropy="exact"`` (the default) writes a file that decodes on any machine;
     ``"float"`` uses the reference model's float entropy path, as the official
-    bitstreams do, which decodes only on the encoder's device class."""
+    bitstreams do, which decodes only on the encoder's device class.
+    ``codec="mrt"`` codes with the extreme-rate family (qualities 1..3)."""
     img = image if isinstance(image, Image.Image) else open_image(image)
     return encode_prepared(prepare(img), quality, weights=weights, device=device, max_pixels=max_pixels,
-                           entropy=entropy).data
+                           entropy=entropy, codec=codec).data
 
 
 @dataclass
@@ -139,6 +220,7 @@ class Decoded:
 def decode(
     data: bytes, *, weights: str | None = None, device: str = "auto", max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> Decoded:
+    """Decode ``.lal`` bytes of either family (the header says which)."""
     lal = unpack(data, max_pixels=max_pixels)
     h = lal.header
     dev = pick_device(device)
@@ -149,23 +231,11 @@ def decode(
             f"this file was encoded with weights {h.weights_name} [{h.weights_hash.hex()}], but the "
             f"weights found ({entry.path}) are [{short_hash}]: decoding would give garbage"
         )
-    if h.num_groups != len(model.groups):
-        raise DecodeError(f"file has {h.num_groups} channel groups, the weights have {len(model.groups)}")
+    if entry.family != h.family:
+        raise WeightsError(f"this is an {h.family} file and {entry.path} holds {entry.family} weights")
     check_fits(model, h.height, h.width, dev)
-    strings = [[s] for s in (*lal.y_strings, lal.z_string)]
-    latent_codec = _latent_codec(model, h.entropy)
     with torch.inference_mode():
-        dec = model.decompress(strings, _z_shape_to_latent_shape(model, h.z_shape), h.quality,
-                               latent_codec=latent_codec)
-    if symbols_crc(dec["y_hat"]) != h.symbols_crc:
-        if h.entropy == "exact":
-            raise DecodeError("decoded latent does not match the encoder's (symbol CRC mismatch): the file is corrupted")
-        raise DecodeError(
-            f"decoded latent does not match the encoder's (symbol CRC mismatch): the file was encoded "
-            f"on {h.device_class} with the float entropy path and this decoder ({dev}) computed different "
-            f"entropy parameters"
-        )
-    x_hat = dec["x_hat"]
+        x_hat = _DECOMPRESS[h.family](model, lal, dev)
     left, right, top, bottom = h.pad
     x_hat = x_hat[..., top: top + h.height, left: left + h.width]
     img = restore(x_hat, h.mode, lal.extras.get("alpha"))

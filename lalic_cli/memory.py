@@ -28,9 +28,10 @@ def estimate_peak_bytes(model: torch.nn.Module, height: int, width: int) -> int:
     """Bytes needed to encode or decode a ``height x width`` image with ``model``."""
     multiple = getattr(model, "downsampling_factor", 64)
     padded = math.ceil(height / multiple) * multiple * math.ceil(width / multiple) * multiple
-    width1 = model.g_a[0].out_channels
+    # a model may state its own peak (MRT: the generator's last maps); LALIC's is its first stage
+    floats = getattr(model, "peak_floats_per_pixel", None) or MAPS_AT_PEAK * model.g_a[0].out_channels / 4
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    return int(MAPS_AT_PEAK * (padded // 4) * width1 * 4) + BYTES_PER_PIXEL * padded + weights + OVERHEAD_BYTES
+    return int(floats * padded * 4) + BYTES_PER_PIXEL * padded + weights + OVERHEAD_BYTES
 
 
 def _meminfo_available() -> int | None:

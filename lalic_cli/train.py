@@ -1,4 +1,7 @@
-"""Training LALIC: the paper's rate-distortion objective, exact resume, DDP under torchrun."""
+"""Training both families: exact resume, DDP under torchrun, one recipe per family.
+
+LALIC: the paper's rate-distortion objective. MRT: one-stage end-to-end training
+(rate + MSE + MS-SSIM, spec MRT.md part B, "single-stage mode")."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from PIL import Image
 
 from .errors import InputError
 from .fileio import atomic_write
-from .models import LALIC, get_config
+from .models import LALIC, MRT, get_config
 from .zoo.registry import save_weights
 
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)  # q1..q6, the official levels
@@ -30,6 +33,7 @@ class TrainConfig:
     data: str
     out: str
     config: str = "lite"
+    codec: str = "lalic"  # model family: "lalic" or "mrt"
     lmbda: float | None = None  # fixed-rate training when given
     variable_rate: bool = False
     steps: int = 10000
@@ -101,11 +105,82 @@ def rd_loss(out: dict, x: torch.Tensor, lmbda: torch.Tensor) -> dict:
     return {"loss": loss, "bpp": bpp.mean(), "mse": mse.mean(), "psnr": psnr}
 
 
-def build_optimizers(model: LALIC, cfg: TrainConfig):
+def mrt_loss(out: dict, x: torch.Tensor, ms_ssim_weight: float = 5.0) -> dict:
+    """``0.01 * 255^2 * MSE + w * (1 - MS-SSIM) + bpp + 0.1 * LFQ penalty``.
+
+    At these rates the token budget bounds the rate, so distortion leads; the bpp
+    term trains the context model (its only gradient) and makes codes predictable."""
+    from pytorch_msssim import ms_ssim
+
+    n, _, h, w = x.shape
+    bpp = (-torch.log2(out["likelihoods"])).reshape(n, -1).sum(1) / (h * w)
+    mse = F.mse_loss(out["x_hat"], x, reduction="none").reshape(n, -1).mean(1)
+    similarity = ms_ssim(out["x_hat"].clamp(0, 1), x, data_range=1.0, size_average=False)
+    loss = (0.01 * 255**2 * mse + ms_ssim_weight * (1 - similarity) + bpp).mean() + 0.1 * out["lfq_loss"]
+    psnr = 10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10)).mean()
+    return {"loss": loss, "bpp": bpp.mean(), "mse": mse.mean(), "psnr": psnr, "ms_ssim": similarity.mean()}
+
+
+class LalicRecipe:
+    """LALIC: lambda * 255^2 * MSE + bpp; variable rate draws one of the six lambdas per image."""
+
+    multiple = 64
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        if not cfg.variable_rate and cfg.lmbda is None:
+            raise InputError("give --lambda L (fixed rate) or --variable-rate")
+
+    def build(self) -> torch.nn.Module:
+        return LALIC(**get_config(self.cfg.config).kwargs(), num_rates=len(LAMBDAS) if self.cfg.variable_rate else 0)
+
+    def sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(quality per image or None, lambda per image)``."""
+        if not self.cfg.variable_rate:
+            return None, torch.full((n,), self.cfg.lmbda)
+        idx = torch.randint(len(LAMBDAS), (n,), generator=gen)
+        return (idx + 1).float(), torch.tensor(LAMBDAS)[idx]
+
+    def loss(self, out: dict, x: torch.Tensor, lmbda: torch.Tensor) -> dict:
+        return rd_loss(out, x, lmbda.to(x.device))
+
+    def validation(self) -> tuple[float | None, torch.Tensor]:
+        lmbda = self.cfg.lmbda if self.cfg.lmbda is not None else LAMBDAS[2]
+        return (None if not self.cfg.variable_rate else 3.0), torch.tensor([lmbda])
+
+
+class MrtRecipe:
+    """MRT: rate + MSE + MS-SSIM; each image draws one of the model's rates (bits per token)."""
+
+    multiple = 256
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        if cfg.patch % self.multiple:
+            raise InputError(f"MRT trains on whole {self.multiple}-pixel windows: --patch must be a multiple of it")
+        self.rates = len(get_config(cfg.config).bits)
+
+    def build(self) -> torch.nn.Module:
+        return MRT(**get_config(self.cfg.config).kwargs())
+
+    def sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, None]:
+        return torch.randint(self.rates, (n,), generator=gen) + 1, None
+
+    def loss(self, out: dict, x: torch.Tensor, _weights) -> dict:
+        return mrt_loss(out, x)
+
+    def validation(self) -> tuple[float, None]:
+        return float(self.rates), None
+
+
+RECIPES = {"lalic": LalicRecipe, "mrt": MrtRecipe}
+
+
+def build_optimizers(model: torch.nn.Module, cfg: TrainConfig):
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     aux = [p for n, p in params.items() if n.endswith(".quantiles")]
     main = [p for n, p in params.items() if not n.endswith(".quantiles")]
-    return torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr)
+    return torch.optim.Adam(main, lr=cfg.lr), (torch.optim.Adam(aux, lr=cfg.aux_lr) if aux else None)
 
 
 def _rng_state() -> dict:
@@ -131,15 +206,17 @@ class Trainer:
         if cfg.device == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         self.device = torch.device(cfg.device, torch.cuda.current_device()) if cfg.device == "cuda" else torch.device("cpu")
-        if not cfg.variable_rate and cfg.lmbda is None:
-            raise InputError("give --lambda L (fixed rate) or --variable-rate")
+        if cfg.codec not in RECIPES:
+            raise InputError(f"unknown codec {cfg.codec!r} ({', '.join(RECIPES)})")
+        family = get_config(cfg.config).family
+        if family != cfg.codec:
+            raise InputError(f"config {cfg.config!r} is a {family} config, not {cfg.codec}")
+        self.recipe = RECIPES[cfg.codec](cfg)
         torch.manual_seed(cfg.seed)
         if cfg.device == "cuda":  # TF32 GEMMs: about 3x the fp32 rate, well inside training noise
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        if model is None:
-            model = LALIC(**get_config(cfg.config).kwargs(), num_rates=len(LAMBDAS) if cfg.variable_rate else 0)
-        self.model = model
+        self.model = model if model is not None else self.recipe.build()
         if cfg.init and not resume:
             self._init_from(cfg.init)
         self.model.to(self.device).train()
@@ -162,7 +239,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "opt": self.opt.state_dict(),
-            "aux_opt": self.aux_opt.state_dict(),
+            "aux_opt": self.aux_opt.state_dict() if self.aux_opt else None,
             "step": self.step,
             "gen": self.gen.get_state(),
             "rng": _rng_state(),
@@ -173,7 +250,8 @@ class Trainer:
         st = torch.load(path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(st["model"])
         self.opt.load_state_dict(st["opt"])
-        self.aux_opt.load_state_dict(st["aux_opt"])
+        if self.aux_opt:
+            self.aux_opt.load_state_dict(st["aux_opt"])
         self.step = st["step"]
         self.gen.set_state(st["gen"])
         _set_rng_state(st["rng"])
@@ -206,18 +284,13 @@ class Trainer:
     def export_weights(self, name: str, dtype=torch.float32) -> Path:
         """The trained model as canonical safetensors with coder-independent metadata."""
         dest = self.out / f"{name}.safetensors"
-        meta = {"config": self.cfg.config, "quality": "variable" if self.cfg.variable_rate else "",
+        variable = self.cfg.variable_rate or self.cfg.codec == "mrt"
+        meta = {"config": self.cfg.config, "family": self.cfg.codec, "quality": "variable" if variable else "",
                 "lambda": "" if self.cfg.lmbda is None else str(self.cfg.lmbda), "steps": str(self.step)}
         save_weights(self.model.state_dict(), dest, meta, dtype=dtype)
         return dest
 
     # -- loop --------------------------------------------------------------------------
-    def _lambdas(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if not self.cfg.variable_rate:
-            return torch.full((n,), self.cfg.lmbda), None
-        idx = torch.randint(len(LAMBDAS), (n,), generator=self.gen)
-        return torch.tensor(LAMBDAS)[idx], (idx + 1).float()
-
     def _set_lr(self) -> None:
         lr = self.cfg.lr * (0.1 if self.step >= self.cfg.lr_drop_at * self.cfg.steps else 1.0)
         for g in self.opt.param_groups:
@@ -225,18 +298,20 @@ class Trainer:
 
     def train_step(self) -> dict:
         x = self.data.batch(self.cfg.batch, self.gen).to(self.device)
-        lmbda, quality = self._lambdas(x.shape[0])
+        quality, weights = self.recipe.sample(x.shape[0], self.gen)
         self._set_lr()
         self.opt.zero_grad(set_to_none=True)
-        self.aux_opt.zero_grad(set_to_none=True)
         out = self.net(x) if quality is None else self.net(x, quality.to(self.device))
-        metrics = rd_loss(out, x, lmbda.to(self.device))
+        metrics = self.recipe.loss(out, x, weights)
         metrics["loss"].backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
         if torch.isfinite(norm):
             self.opt.step()
         else:  # one bad batch must not poison the weights: skip the update, count it
             self.skipped += 1
+        if self.aux_opt is None:  # MRT has no factorized prior to fit
+            self.step += 1
+            return {k: float(v.detach()) for k, v in metrics.items()} | {"skipped": self.skipped}
         self.aux_opt.zero_grad(set_to_none=True)  # drop what the R-D loss left on the quantiles
         aux = self.model.aux_loss()
         aux.backward()
@@ -254,16 +329,16 @@ class Trainer:
         if not self.cfg.val_data:
             return None
         self.model.eval()
-        q = None if not self.cfg.variable_rate else 3.0
-        lmbda = self.cfg.lmbda if self.cfg.lmbda is not None else LAMBDAS[2]
+        q, lmbda = self.recipe.validation()
+        m = self.recipe.multiple
         rows = []
         for p in list_images(self.cfg.val_data)[: self.cfg.val_limit]:
             img = torch.from_numpy(np.asarray(Image.open(p).convert("RGB")).copy()).permute(2, 0, 1)
             x = img[None].float().div(255).to(self.device)
             h, w = x.shape[-2:]
-            x = x[..., : h - h % 64, : w - w % 64]
+            x = x[..., : h - h % m, : w - w % m]
             out = self.model(x) if q is None else self.model(x, q)
-            rows.append(rd_loss(out, x, torch.tensor([lmbda], device=self.device)))
+            rows.append(self.recipe.loss(out, x, lmbda))
         self.model.train()
         return {k: float(sum(float(r[k]) for r in rows) / len(rows)) for k in ("loss", "bpp", "psnr")}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from compressai.layers import CheckerboardMaskedConv2d
 
 from ..ops import exact
@@ -62,15 +63,18 @@ def _linear(layer: nn.Linear) -> exact.QuantWeight:
 
 
 def _shift(shift: OmniShift) -> exact.QuantWeight:
-    # the folded 5x5 kernel: element-wise float32 arithmetic on the stored branches,
-    # the same bits everywhere
-    return exact.QuantWeight(shift.folded_weight())
+    # the folded kernel: element-wise float32 arithmetic on the stored branches, the
+    # same bits everywhere; a 1-D kernel becomes a 1 x 5 one
+    w = shift.folded_weight()
+    return exact.QuantWeight(w if shift.ndim == 2 else w.unsqueeze(2))
 
 
-def _shift_tokens(w: exact.QuantWeight, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+def _shift_tokens(w: exact.QuantWeight, x: torch.Tensor, hw: tuple[int, int] | None) -> torch.Tensor:
     b, t, c = x.shape
-    h, wd = hw
-    m = exact.conv2d(x.transpose(1, 2).reshape(b, c, h, wd), w, padding=2, groups=c)
+    if hw is None:  # a sequence: a 1 x T map, zero-padded along T only
+        m = exact.conv2d(F.pad(x.transpose(1, 2), (2, 2)).unsqueeze(2), w, groups=c)
+    else:
+        m = exact.conv2d(x.transpose(1, 2).reshape(b, c, *hw), w, padding=2, groups=c)
     return m.reshape(b, c, t).transpose(1, 2)
 
 
@@ -85,6 +89,7 @@ class ExactRwkvBlock(nn.Module):
     def __init__(self, block: RwkvBlock):
         super().__init__()
         att, ffn = block.att, block.ffn
+        self.ndim = block.ndim
         self.ln1, self.ln2 = ExactLayerNorm(block.ln1), ExactLayerNorm(block.ln2)
         self.att_shift, self.ffn_shift = _shift(att.omni_shift), _shift(ffn.omni_shift)
         self.att_key, self.att_value = _linear(att.key), _linear(att.value)
@@ -94,18 +99,41 @@ class ExactRwkvBlock(nn.Module):
         self.gamma1, self.gamma2 = _f64(block.gamma1), _f64(block.gamma2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ndim == 1:
+            return self.tokens(x.to(_F64), None)
         b, c, h, w = x.shape
         t = x.to(_F64).permute(0, 2, 3, 1).reshape(b, h * w, c)
+        return self.tokens(t, (h, w)).reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+    def tokens(self, t: torch.Tensor, hw: tuple[int, int] | None) -> torch.Tensor:
         n = t.shape[1]
-        s = _shift_tokens(self.att_shift, self.ln1(t), (h, w))
+        s = _shift_tokens(self.att_shift, self.ln1(t), hw)
         k, v = exact.linear(s, self.att_key), exact.linear(s, self.att_value)
         gate = exact.sigmoid(exact.linear(s, self.att_receptance))
         y = exact.biwkv(self.decay / n, self.boost / n, k, v)
         t = t + self.gamma1 * exact.linear(gate * y, self.att_output)
-        s = _shift_tokens(self.ffn_shift, self.ln2(t), (h, w))
+        s = _shift_tokens(self.ffn_shift, self.ln2(t), hw)
         kv = exact.linear(_relu_square(exact.linear(s, self.ffn_key)), self.ffn_value)
-        t = t + self.gamma2 * (exact.sigmoid(exact.linear(s, self.ffn_receptance)) * kv)
-        return t.reshape(b, h, w, c).permute(0, 3, 1, 2)
+        return t + self.gamma2 * (exact.sigmoid(exact.linear(s, self.ffn_receptance)) * kv)
+
+
+class ExactLinear(nn.Module):
+    def __init__(self, layer: nn.Linear):
+        super().__init__()
+        self.w = _linear(layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return exact.linear(x.to(_F64), self.w)
+
+
+class ExactReLU(nn.Module):
+    """ReLU is exact already (a comparison); this only moves the input to float64."""
+
+    def __init__(self, _relu: nn.ReLU):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(_F64).clamp_min(0)
 
 
 class ExactEntropyParametersBlock(nn.Module):
@@ -129,6 +157,8 @@ _CONVERTERS: dict[type, type] = {
     CheckerboardMaskedConv2d: ExactConv2d,
     nn.Conv2d: ExactConv2d,
     nn.ConvTranspose2d: ExactConvTranspose2d,
+    nn.Linear: ExactLinear,
+    nn.ReLU: ExactReLU,
 }
 
 

@@ -1,4 +1,8 @@
-"""OmniShift: a re-parameterisable depthwise 5x5 convolution (from Restore-RWKV)."""
+"""OmniShift: a re-parameterisable depthwise 5x5 convolution (from Restore-RWKV).
+
+``ndim=2`` is LALIC's map shift; ``ndim=1`` is the same operator on a 1-D token
+sequence (kernel 5), used where Bi-RWKV blocks run over sequences (MRT).
+"""
 
 from __future__ import annotations
 
@@ -6,32 +10,36 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+_CONVS = {1: nn.Conv1d, 2: nn.Conv2d}
+
 
 class OmniShift(nn.Module):
-    """Depthwise ``alpha0*I + alpha1*dw1x1 + alpha2*dw3x3 + alpha3*dw5x5``.
+    """Depthwise ``alpha0*I + alpha1*dw1 + alpha2*dw3 + alpha3*dw5`` in 1 or 2 dimensions.
 
-    Training runs the four branches. Inference runs one folded 5x5 kernel,
+    Training runs the four branches. Inference runs one folded size-5 kernel,
     ``conv5x5_reparam``, which is recomputed from the branches whenever the
     module leaves training mode or weights are loaded: a checkpoint's stored
     folded copy may be stale, so it is never trusted.
     """
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, ndim: int = 2):
         super().__init__()
-        self.conv1x1 = nn.Conv2d(dim, dim, 1, groups=dim, bias=False)
-        self.conv3x3 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False)
-        self.conv5x5 = nn.Conv2d(dim, dim, 5, padding=2, groups=dim, bias=False)
+        conv = _CONVS[ndim]
+        self.ndim = ndim
+        self.conv1x1 = conv(dim, dim, 1, groups=dim, bias=False)
+        self.conv3x3 = conv(dim, dim, 3, padding=1, groups=dim, bias=False)
+        self.conv5x5 = conv(dim, dim, 5, padding=2, groups=dim, bias=False)
         self.alpha = nn.Parameter(torch.randn(4))
-        self.conv5x5_reparam = nn.Conv2d(dim, dim, 5, padding=2, groups=dim, bias=False)
+        self.conv5x5_reparam = conv(dim, dim, 5, padding=2, groups=dim, bias=False)
         self.conv5x5_reparam.weight.requires_grad_(False)
         self.register_load_state_dict_post_hook(lambda module, _keys: module.fold())
 
     @torch.no_grad()
     def folded_weight(self) -> torch.Tensor:
-        """The single 5x5 depthwise kernel equal to the sum of the branches."""
-        w1 = F.pad(self.conv1x1.weight, (2, 2, 2, 2))
-        w3 = F.pad(self.conv3x3.weight, (1, 1, 1, 1))
-        identity = F.pad(torch.ones_like(self.conv1x1.weight), (2, 2, 2, 2))
+        """The single size-5 depthwise kernel equal to the sum of the branches."""
+        w1 = F.pad(self.conv1x1.weight, (2, 2) * self.ndim)
+        w3 = F.pad(self.conv3x3.weight, (1, 1) * self.ndim)
+        identity = F.pad(torch.ones_like(self.conv1x1.weight), (2, 2) * self.ndim)
         a = self.alpha
         return a[0] * identity + a[1] * w1 + a[2] * w3 + a[3] * self.conv5x5.weight
 

@@ -1,9 +1,10 @@
 """The Bi-RWKV block: spatial mix (BiWKV linear attention) and channel mix.
 
-Blocks take and return ``B x C x H x W`` maps like the convolutions around
-them; inside, they work on ``B x T x C`` tokens in raster order (T = H*W).
+2-D blocks (LALIC) take and return ``B x C x H x W`` maps like the convolutions
+around them; inside, they work on ``B x T x C`` tokens in raster order (T = H*W).
 A channels-last map and its tokens share memory, so blocks return channels-last
-maps and a chain of blocks and convolutions never transposes.
+maps and a chain of blocks and convolutions never transposes. 1-D blocks (MRT)
+take and return ``B x T x C`` token sequences and shift along the sequence.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ _ROW_ALIGN = 64  # chunks start on multiples of this many rows, see _row_chunks
 RECOMPUTE_ELEMENTS = 1 << 27
 
 
-def _shift_tokens(shift: OmniShift, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """Apply the 2-D OmniShift to ``B x T x C`` tokens without leaving token layout.
+def _shift_tokens(shift: OmniShift, x: torch.Tensor, hw: tuple[int, int] | None) -> torch.Tensor:
+    """Apply the OmniShift to ``B x T x C`` tokens without leaving token layout.
 
     The token tensor viewed as ``B x C x H x W`` is channels-last already, so the
-    depthwise conv runs without a transpose copy.
+    depthwise conv runs without a transpose copy. ``hw=None``: a 1-D sequence.
     """
     b, t, c = x.shape
+    if hw is None:
+        return shift(x.transpose(1, 2)).transpose(1, 2).contiguous()
     h, w = hw
     out = shift(x.view(b, h, w, c).permute(0, 3, 1, 2))
     return out.permute(0, 2, 3, 1).reshape(b, t, c)
@@ -62,9 +65,9 @@ def _gemm_weight(linear: nn.Linear, scale: torch.Tensor | None = None) -> torch.
 class SpatialMix(nn.Module):
     """Token mixing with a global receptive field at O(T) cost."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, ndim: int = 2):
         super().__init__()
-        self.omni_shift = OmniShift(dim)
+        self.omni_shift = OmniShift(dim, ndim)
         self.key = nn.Linear(dim, dim, bias=False)
         self.value = nn.Linear(dim, dim, bias=False)
         self.receptance = nn.Linear(dim, dim, bias=False)
@@ -118,9 +121,9 @@ class SpatialMix(nn.Module):
 class ChannelMix(nn.Module):
     """Gated squared-ReLU feed-forward after an OmniShift."""
 
-    def __init__(self, dim: int, hidden_rate: int = 4):
+    def __init__(self, dim: int, hidden_rate: int = 4, ndim: int = 2):
         super().__init__()
-        self.omni_shift = OmniShift(dim)
+        self.omni_shift = OmniShift(dim, ndim)
         self.key = nn.Linear(dim, hidden_rate * dim, bias=False)
         self.receptance = nn.Linear(dim, dim, bias=False)
         self.value = nn.Linear(hidden_rate * dim, dim, bias=False)
@@ -145,25 +148,32 @@ class ChannelMix(nn.Module):
 
 
 class RwkvBlock(nn.Module):
-    """Pre-norm residual block: ``x + g1*SpatialMix(LN(x))``, ``x + g2*ChannelMix(LN(x))``."""
+    """Pre-norm residual block: ``x + g1*SpatialMix(LN(x))``, ``x + g2*ChannelMix(LN(x))``.
 
-    def __init__(self, dim: int, hidden_rate: int = 4):
+    ``ndim=2``: maps in, maps out; ``ndim=1``: ``B x T x C`` sequences in and out.
+    """
+
+    def __init__(self, dim: int, hidden_rate: int = 4, ndim: int = 2):
         super().__init__()
+        self.ndim = ndim
         self.ln1 = nn.LayerNorm(dim)
         self.ln2 = nn.LayerNorm(dim)
-        self.att = SpatialMix(dim)
-        self.ffn = ChannelMix(dim, hidden_rate)
+        self.att = SpatialMix(dim, ndim)
+        self.ffn = ChannelMix(dim, hidden_rate, ndim)
         self.gamma1 = nn.Parameter(torch.ones(dim))
         self.gamma2 = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ndim == 1:
+            return self.tokens(x, None)
         b, c, h, w = x.shape
-        hw = (h, w)
         t = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when x is channels-last
+        return self.tokens(t, (h, w)).view(b, h, w, c).permute(0, 3, 1, 2)
+
+    def tokens(self, t: torch.Tensor, hw: tuple[int, int] | None) -> torch.Tensor:
+        """The block on ``B x T x C`` tokens (raster order of an ``hw`` map, or a sequence)."""
         if torch.is_grad_enabled():
             t = t + self.gamma1 * self.att(self.ln1(t), hw)
-            t = t + self.gamma2 * self.ffn(self.ln2(t), hw)
-        else:
-            t = self.att.residual(t, self.ln1, hw, self.gamma1)
-            t = self.ffn.residual_(t, self.ln2, hw, self.gamma2)
-        return t.view(b, h, w, c).permute(0, 3, 1, 2)
+            return t + self.gamma2 * self.ffn(self.ln2(t), hw)
+        t = self.att.residual(t, self.ln1, hw, self.gamma1)
+        return self.ffn.residual_(t, self.ln2, hw, self.gamma2)

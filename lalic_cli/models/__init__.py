@@ -1,6 +1,10 @@
-"""Model definitions and the registry of named configurations."""
+"""Model definitions and the registry of named configurations and families."""
 
-from .configs import CONFIGS, ModelConfig, get_config
+from .configs import CONFIGS, ModelConfig, MrtConfig, get_config
 from .lalic import LALIC
+from .mrt import MRT
 
-__all__ = ["CONFIGS", "LALIC", "ModelConfig", "get_config"]
+#: model class of each family (``config.family``)
+FAMILIES = {"lalic": LALIC, "mrt": MRT}
+
+__all__ = ["CONFIGS", "FAMILIES", "LALIC", "MRT", "ModelConfig", "MrtConfig", "get_config"]

@@ -1,17 +1,28 @@
-"""Named LALIC configurations, in one registry.
+"""Named model configurations of both families, in one registry.
 
-``full`` is the paper's model and the layout of the official checkpoints.
+LALIC: ``full`` is the paper's model and the layout of the official checkpoints.
 The others shrink widths and depths for modest compute; ``tiny`` is the
-conformance-vector configuration of the spec.
+conformance-vector configuration of the spec. MRT: ``mrt-small`` is the bundled
+extreme-rate model's, ``mrt-tiny`` is for tests.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
+
+
+class _Kwargs:
+    def kwargs(self) -> dict:
+        """The model constructor's keyword arguments (tuples as lists, no description)."""
+        d = asdict(self)
+        d.pop("description")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Kwargs):
+    family: ClassVar[str] = "lalic"
     N: int
     M: int
     dims: tuple[int, ...]
@@ -19,20 +30,30 @@ class ModelConfig:
     groups: tuple[int, ...]
     description: str = field(default="", compare=False)
 
-    def kwargs(self) -> dict:
-        d = asdict(self)
-        d.pop("description")
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+@dataclass(frozen=True)
+class MrtConfig(_Kwargs):
+    """Arguments of ``models.mrt.MRT``; ``bits`` holds the bits per token of each quality."""
+
+    family: ClassVar[str] = "mrt"
+    dim: int
+    tokens: int
+    bits: tuple[int, ...]
+    depth: int
+    heads: int
+    ctx_dim: int
+    gen_dims: tuple[int, ...]
+    description: str = field(default="", compare=False)
 
 
-CONFIGS: dict[str, ModelConfig] = {}
+CONFIGS: dict[str, ModelConfig | MrtConfig] = {}
 
 
-def register_config(name: str, config: ModelConfig) -> None:
+def register_config(name: str, config: ModelConfig | MrtConfig) -> None:
     CONFIGS[name] = config
 
 
-def get_config(name: str) -> ModelConfig:
+def get_config(name: str) -> ModelConfig | MrtConfig:
     try:
         return CONFIGS[name]
     except KeyError:
@@ -65,5 +86,19 @@ register_config(
     ModelConfig(
         N=16, M=48, dims=(16, 24, 32, 48, 32, 24), depths=(1, 1, 1, 1),
         groups=(8, 8, 16, 16), description="the conformance-vector config; for tests only",
+    ),
+)
+register_config(
+    "mrt-small",
+    MrtConfig(
+        dim=96, tokens=64, bits=(8, 16, 24), depth=2, heads=4, ctx_dim=48, gen_dims=(96, 64, 32, 24, 16),
+        description="MRT, the bundled extreme-rate weights' config (0.005-0.02 bpp)",
+    ),
+)
+register_config(
+    "mrt-tiny",
+    MrtConfig(
+        dim=32, tokens=16, bits=(4, 8), depth=1, heads=2, ctx_dim=16, gen_dims=(32, 16, 16, 8, 8),
+        description="MRT for tests only",
     ),
 )

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import LalicError
-from ..models import CONFIGS, LALIC, ModelConfig
+from ..models import CONFIGS, FAMILIES, LALIC, ModelConfig, MrtConfig
 
 _OLD_EB = re.compile(r"entropy_bottleneck\._(matrix|bias|factor)(\d+)$")
 _OLD_EB_NEW = {"matrix": "matrices", "bias": "biases", "factor": "factors"}
@@ -29,7 +29,7 @@ _ALIASES = ("h_a.", "h_s.")
 
 
 class CheckpointError(LalicError):
-    """A checkpoint that cannot be read or does not fit a LALIC configuration."""
+    """A checkpoint that cannot be read or does not fit a registered configuration."""
 
 
 def unwrap(obj: object) -> dict[str, torch.Tensor]:
@@ -82,19 +82,30 @@ def _without_random_init():
             layer.reset_parameters = reset
 
 
+def _construct(config: ModelConfig | MrtConfig, rates: int = 0) -> torch.nn.Module:
+    extra = {"num_rates": rates} if config.family == "lalic" else {}
+    return FAMILIES[config.family](**config.kwargs(), **extra)
+
+
 @lru_cache(maxsize=None)
-def _expected_shapes(config: ModelConfig, rates: int = 0) -> dict[str, tuple[int, ...]]:
+def _expected_shapes(config: ModelConfig | MrtConfig, rates: int = 0) -> dict[str, tuple[int, ...]]:
     with _without_random_init():
-        model = LALIC(**config.kwargs(), num_rates=rates)
+        model = _construct(config, rates)
     return {k: tuple(v.shape) for k, v in canonical(model.state_dict()).items()}
 
 
+def _plausible(config: ModelConfig | MrtConfig, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+    """A cheap first test before building the config's model to compare every shape."""
+    if config.family == "mrt":
+        return shapes.get("patch_embed.weight", (None,))[0] == config.dim
+    return shapes.get("g_a.0.weight", (None,))[0] == config.dims[0]
+
+
 def detect_config(sd: Mapping[str, torch.Tensor]) -> str:
-    """Name of the registered configuration whose layout the checkpoint has exactly."""
+    """Name of the registered configuration (either family) whose layout the checkpoint has exactly."""
     shapes = {k: tuple(v.shape) for k, v in canonical(sd).items()}
-    first = shapes.get("g_a.0.weight", (None,))[0]
     for name, config in CONFIGS.items():
-        if config.dims[0] == first and _expected_shapes(config, num_rates(sd)) == shapes:
+        if _plausible(config, shapes) and _expected_shapes(config, num_rates(sd)) == shapes:
             return name
     full = _expected_shapes(CONFIGS["full"])
     missing = sorted(set(full) - set(shapes))
@@ -105,7 +116,7 @@ def detect_config(sd: Mapping[str, torch.Tensor]) -> str:
         for label, keys in (("missing keys", missing), ("unexpected keys", extra), ("wrong shapes", wrong))
         if keys
     )
-    raise CheckpointError(f"checkpoint does not match any LALIC configuration ({detail or 'no keys'})")
+    raise CheckpointError(f"checkpoint does not match any LALIC or MRT configuration ({detail or 'no keys'})")
 
 
 def fingerprint(sd: Mapping[str, torch.Tensor]) -> str:
@@ -114,14 +125,16 @@ def fingerprint(sd: Mapping[str, torch.Tensor]) -> str:
     for k in sorted(canonical(sd)):
         t = sd[k].detach().to("cpu").contiguous()
         h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
     return h.hexdigest()
 
 
-def build_model(sd: Mapping[str, torch.Tensor], config: str | None = None) -> LALIC:
-    """A LALIC in eval mode with ``sd`` loaded, OmniShift folded and coder tables built."""
+def build_model(sd: Mapping[str, torch.Tensor], config: str | None = None) -> torch.nn.Module:
+    """A model in eval mode with ``sd`` loaded, OmniShift folded and coder tables built."""
     name = config or detect_config(sd)
     weights = canonical(sd)
+    if CONFIGS[name].family != "lalic":
+        return _build_other(weights, name)
 
     def given(key: str) -> torch.Tensor | None:
         if key in weights:
@@ -146,6 +159,23 @@ def build_model(sd: Mapping[str, torch.Tensor], config: str | None = None) -> LA
     model.load_state_dict(full)
     model.eval()
     model.update(force=True)
+    model.config_name = name
+    return model
+
+
+def _build_other(weights: Mapping[str, torch.Tensor], name: str) -> torch.nn.Module:
+    """Families without LALIC's aliases and coder tables: every canonical tensor from the file."""
+    with _without_random_init():
+        model = _construct(CONFIGS[name])
+    expected = canonical(model.state_dict())
+    missing = sorted(set(expected) - set(weights))
+    if missing:
+        raise CheckpointError(f"checkpoint lacks {len(missing)} tensors of config {name} (e.g. {missing[0]})")
+    full = model.state_dict()
+    for k in expected:
+        full[k] = weights[k].to(full[k].dtype)
+    model.load_state_dict(full)
+    model.eval()
     model.config_name = name
     return model
 

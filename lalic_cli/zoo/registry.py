@@ -46,6 +46,7 @@ class WeightsEntry:
     source: str = ""
     sha256: str = ""
     path: Path | None = None
+    family: str = "lalic"  # "lalic" or "mrt"
 
     @property
     def variable_rate(self) -> bool:
@@ -86,6 +87,7 @@ def _toml_entries() -> list[WeightsEntry]:
             file=row.get("file", ""),
             source=row.get("source", ""),
             sha256=row.get("sha256", ""),
+            family=row.get("family", "lalic"),
         )
         if e.kind == "bundled":
             e.path = data_dir() / "weights" / e.file
@@ -121,7 +123,7 @@ def _imported_entries(known: set[str]) -> list[WeightsEntry]:
             WeightsEntry(
                 name=path.stem, kind="imported", config=meta.get("config", "?"),
                 quality=float(q) if q not in (None, "", "variable") else None,
-                file=path.name, sha256=meta.get("sha256", ""), path=path,
+                file=path.name, sha256=meta.get("sha256", ""), path=path, family=meta.get("family", "lalic"),
             )
         )
     return entries
@@ -134,22 +136,27 @@ def catalogue() -> list[WeightsEntry]:
 
 
 def file_entry(path: Path, quality: float | None) -> WeightsEntry:
+    from ..models import CONFIGS
     from .checkpoint import detect_config, load_checkpoint_file
 
     sd = load_checkpoint_file(path)
+    config = detect_config(sd)
     return WeightsEntry(
-        name=path.stem, kind="file", config=detect_config(sd), quality=quality, path=path,
+        name=path.stem, kind="file", config=config, quality=quality, path=path, family=CONFIGS[config].family,
     )
 
 
-def resolve(spec: str | None, quality: float) -> WeightsEntry:
-    """The weights to encode at ``quality``: by entry name, family name, path, or default."""
+def resolve(spec: str | None, quality: float, family: str = "lalic") -> WeightsEntry:
+    """The weights of a model family to encode at ``quality``: by entry name, path, or default."""
     if spec and (os.sep in spec or spec.endswith((".pth", ".pt", ".safetensors"))):
         path = Path(spec).expanduser()
         if not path.is_file():
             raise WeightsError(f"weights file not found: {spec}")
-        return file_entry(path, quality)
-    entries = catalogue()
+        entry = file_entry(path, quality)
+        if entry.family != family:
+            raise WeightsError(f"{spec} holds {entry.family} weights, not {family} (use --codec {entry.family})")
+        return entry
+    entries = [e for e in catalogue() if e.family == family]
     if spec:
         candidates = [e for e in entries if e.name == spec or e.name.rsplit("-q", 1)[0] == spec]
         if not candidates:

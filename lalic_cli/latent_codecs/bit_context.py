@@ -1,0 +1,154 @@
+"""MRT's 1-D spatial-channel context model (1-D SCCTX) and the coding of LFQ bits.
+
+The bits of every token are split into groups of ``group_bits`` channels, the tokens
+into two passes (even, then odd positions). For each (group, pass) a small network
+(a linear embedding, a Bi-RWKV block over the whole token sequence, an MLP) reads all
+that is decoded so far (+-1 for known bits, 0 for unknown) and predicts p(bit = 1)
+for the group's bits of the pass's tokens. A group's networks never see later groups,
+so decoding only the first groups (a lower rate) needs nothing else.
+
+Coding runs an exact copy of the networks (``lalic_cli.layers.exact``): the
+probabilities, hence the CDFs, are the same bits on every machine and thread count.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+
+import torch
+import torch.nn as nn
+
+from ..entropy_models import BernoulliCoder
+from ..entropy_models.bernoulli import LEVELS
+from ..layers.exact import to_exact
+from ..layers.rwkv import RwkvBlock
+
+_F64 = torch.float64
+_P_MIN = 0.5 / LEVELS  # the coder's least probable level: training sees the rate it will pay
+
+
+class ContextNet(nn.Module):
+    """Known bits of every token -> logits of one group's bits."""
+
+    def __init__(self, bits: int, tokens: int, dim: int, group_bits: int):
+        super().__init__()
+        self.embed = nn.Linear(bits, dim)
+        self.pos = nn.Parameter(torch.zeros(tokens, dim))
+        self.body = nn.Sequential(
+            RwkvBlock(dim, hidden_rate=2, ndim=1), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, group_bits)
+        )
+
+    def forward(self, known: torch.Tensor) -> torch.Tensor:
+        b, t, _ = known.shape
+        pos = self.pos.repeat(t // self.pos.shape[0], 1)
+        return self.body(self.embed(known) + pos)
+
+
+class _ExactContextNet(nn.Module):
+    def __init__(self, net: ContextNet):
+        super().__init__()
+        self.embed = to_exact(net.embed)
+        self.pos = net.pos.detach().to(_F64)
+        self.body = to_exact(net.body)
+
+    def forward(self, known: torch.Tensor) -> torch.Tensor:
+        t = known.shape[1]
+        return self.body(self.embed(known) + self.pos.repeat(t // self.pos.shape[0], 1))
+
+
+_exact_cache: "weakref.WeakKeyDictionary[nn.Module, nn.ModuleList]" = weakref.WeakKeyDictionary()
+
+
+class BitContextCodec(nn.Module):
+    """Probabilities, rate and coding of ``B x T x bits`` LFQ codes (T = windows * tokens)."""
+
+    def __init__(self, bits: int, tokens: int, dim: int = 64, group_bits: int = 4):
+        super().__init__()
+        if bits % group_bits:
+            raise ValueError(f"{bits} bits do not split into groups of {group_bits}")
+        if tokens % 2:
+            raise ValueError("tokens per window must be even (two passes)")
+        self.bits, self.tokens, self.group_bits = bits, tokens, group_bits
+        self.nets = nn.ModuleList(
+            ContextNet(bits, tokens, dim, group_bits) for _ in range(2 * (bits // group_bits))
+        )
+        self.coder = BernoulliCoder()
+        self.register_load_state_dict_post_hook(lambda module, _keys: _exact_cache.pop(module, None))
+
+    def _known(self, signs: torch.Tensor, group: int, parity: int) -> torch.Tensor:
+        """What the decoder knows before (group, pass): earlier groups, and this group's even tokens in pass 1."""
+        known = torch.zeros_like(signs)
+        lo = group * self.group_bits
+        known[..., :lo] = signs[..., :lo]
+        if parity:
+            known[:, 0::2, lo: lo + self.group_bits] = signs[:, 0::2, lo: lo + self.group_bits]
+        return known
+
+    def likelihoods(self, signs: torch.Tensor, groups: torch.Tensor | int) -> torch.Tensor:
+        """Training: p(each bit) under the model, ``B x T x bits``; 1 where a bit is not coded.
+
+        ``signs`` are +-1 (0 for bits beyond a sample's rate); ``groups`` is the number of
+        coded groups, per sample or for all."""
+        b, t, n = signs.shape
+        groups = torch.as_tensor(groups, device=signs.device).expand(b)
+        out = torch.ones_like(signs)
+        for g in range(n // self.group_bits):
+            used = groups > g
+            if not bool(used.any()):
+                break
+            lo, hi = g * self.group_bits, (g + 1) * self.group_bits
+            for parity in (0, 1):
+                logits = self.nets[2 * g + parity](self._known(signs[used], g, parity))
+                p1 = torch.sigmoid(logits).clamp(_P_MIN, 1 - _P_MIN)  # the coder's range
+                bit = signs[used][..., lo:hi] > 0
+                p = torch.where(bit, p1, 1 - p1)[:, parity::2]
+                rows = out[used]
+                rows[:, parity::2, lo:hi] = p
+                out[used] = rows
+        return out
+
+    def train(self, mode: bool = True) -> "BitContextCodec":
+        _exact_cache.pop(self, None)  # weights may change: the exact copy is rebuilt when next needed
+        return super().train(mode)
+
+    def _exact_nets(self) -> nn.ModuleList:
+        nets = _exact_cache.get(self)
+        if nets is None:
+            nets = nn.ModuleList(_ExactContextNet(net) for net in copy.deepcopy(self.nets).cpu().eval())
+            _exact_cache[self] = nets
+        return nets
+
+    def _levels(self, known: torch.Tensor, group: int, parity: int) -> torch.Tensor:
+        from ..ops import exact
+
+        logits = self._exact_nets()[2 * group + parity](known)
+        return self.coder.levels(exact.sigmoid(logits))[:, parity::2]
+
+    @torch.no_grad()
+    def compress(self, bits: torch.Tensor, groups: int) -> list[bytes]:
+        """``1 x T x bits`` codes (0/1; only the first ``groups`` groups are coded) -> 2 strings per group."""
+        signs = torch.zeros(bits.shape, dtype=_F64)
+        n = groups * self.group_bits
+        signs[..., :n] = bits[..., :n].cpu().to(_F64) * 2 - 1
+        strings = []
+        for g in range(groups):
+            lo, hi = g * self.group_bits, (g + 1) * self.group_bits
+            for parity in (0, 1):
+                levels = self._levels(self._known(signs, g, parity), g, parity)
+                strings.append(self.coder.encode(bits[:, parity::2, lo:hi].cpu(), levels))
+        return strings
+
+    @torch.no_grad()
+    def decompress(self, strings: list[bytes], length: int, groups: int) -> torch.Tensor:
+        """The inverse of ``compress``: ``1 x length x bits`` codes, zeros beyond the coded groups."""
+        signs = torch.zeros(1, length, self.bits, dtype=_F64)
+        bits = torch.zeros(1, length, self.bits, dtype=torch.uint8)
+        for g in range(groups):
+            lo, hi = g * self.group_bits, (g + 1) * self.group_bits
+            for parity in (0, 1):
+                levels = self._levels(self._known(signs, g, parity), g, parity)
+                decoded = self.coder.decode(strings[2 * g + parity], levels)
+                bits[:, parity::2, lo:hi] = decoded
+                signs[:, parity::2, lo:hi] = decoded.to(_F64) * 2 - 1
+        return bits
