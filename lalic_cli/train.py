@@ -125,6 +125,7 @@ class LalicRecipe:
     """LALIC: lambda * 255^2 * MSE + bpp; variable rate draws one of the six lambdas per image."""
 
     multiple = 64
+    unused_parameters = False
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -153,6 +154,7 @@ class MrtRecipe:
     """MRT: rate + MSE + MS-SSIM; each image draws one of the model's rates (bits per token)."""
 
     multiple = 256
+    unused_parameters = True  # a batch at low rates leaves the later bit groups' context networks idle
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -224,6 +226,7 @@ class Trainer:
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if cfg.device == "cuda" else None,
+                find_unused_parameters=self.recipe.unused_parameters,
             )
         self.opt, self.aux_opt = build_optimizers(self.model, cfg)
         self.step = 0

@@ -352,3 +352,15 @@ def test_mrt_training_rejects_partial_windows(photo_folder, tmp_path):
 
     with pytest.raises(InputError, match="256"):
         Trainer(_train_cfg(photo_folder, tmp_path / "c", patch=128))
+
+
+def test_mrt_ddp_two_cpu_ranks(photo_folder, tmp_path):
+    """Under torchrun; a rank whose images all draw q1 leaves q2's context networks unused."""
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+           "-m", "lalic_cli.cli", "train", "--codec", "mrt", "--config", "mrt-tiny", "--data", str(photo_folder),
+           "--out", str(out), "--steps", "3", "--batch", "1"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 3
