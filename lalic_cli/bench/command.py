@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Callable
 
 import click
 
 from ..errors import InputError
+from .families import FAMILIES
 
 _NUMBER = re.compile(r"\d+(\.\d+)?\Z")
 _QUALITY_FLAGS = ("-q", "--quality")
@@ -41,19 +43,28 @@ class BenchCommand(click.Command):
         return super().parse_args(ctx, expand_quality_args(list(args)))
 
 
-def parse_qualities(values: tuple[str, ...]) -> tuple[float, ...]:
-    """``("1", "2,3")`` -> ``(1.0, 2.0, 3.0)``: sorted, unique, each in 1..6."""
-    found: list[float] = []
-    for v in values:
-        for part in v.replace(",", " ").split():
-            try:
-                q = float(part)
-            except ValueError:
-                raise InputError(f"-q: {part!r} is not a number (qualities are 1 .. 6)") from None
-            if not 1 <= q <= 6:
-                raise InputError(f"-q: quality {part} is outside 1 .. 6")
-            found.append(q)
+def parse_qualities(values: tuple[str, ...], codec: str = "lalic") -> tuple[float, ...]:
+    """``("1", "2,3")`` -> ``(1.0, 2.0, 3.0)``: sorted, unique, each one of ``codec``'s qualities
+    (LALIC: 1 .. 6, fractions too; MRT: 1, 2 or 3)."""
+    family = FAMILIES[codec]
+    found = [family.parse_quality(part) for v in values for part in v.replace(",", " ").split()]
     return tuple(sorted(set(found)))
+
+
+def _plot_formats() -> set[str]:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return set(FigureCanvasBase.get_supported_filetypes())
+
+
+def _picture_formats() -> set[str]:
+    from PIL import Image
+
+    return {ext.lstrip(".") for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE}
+
+
+#: output options written as images: option -> the extensions it can write
+_IMAGE_OUTPUTS: dict[str, Callable[[], set[str]]] = {"--plot": _plot_formats, "--picture": _picture_formats}
 
 
 def _check_output(path: str | None, option: str) -> None:
@@ -64,36 +75,44 @@ def _check_output(path: str | None, option: str) -> None:
         raise InputError(f"{option} {path}: folder {parent} does not exist")
     if Path(path).is_dir():
         raise InputError(f"{option} {path}: is a folder")
-    if option == "--plot":
-        from matplotlib.backend_bases import FigureCanvasBase
-
-        formats = FigureCanvasBase.get_supported_filetypes()
+    if option in _IMAGE_OUTPUTS:
+        formats = _IMAGE_OUTPUTS[option]()
         if Path(path).suffix.lstrip(".").lower() not in formats:
-            raise InputError(f"--plot {path}: unknown image format (use one of .{', .'.join(sorted(formats))})")
+            raise InputError(f"{option} {path}: unknown image format (use one of .{', .'.join(sorted(formats))})")
 
 
 @click.command("bench", cls=BenchCommand)
 @click.argument("folder", metavar="DIR")
 @click.option("-q", "--quality", "qualities", multiple=True, metavar="Q [Q ...]",
-              help="Qualities to test, e.g. -q 1 2 3 or -q 1,3,6 (default: every quality with weights).")
+              help="Qualities to test, e.g. -q 1 2 3 or -q 1,3,6 (default: every quality with weights; "
+              "LALIC 1 .. 6, MRT 1 2 3).")
+@click.option("--codec", type=click.Choice(list(FAMILIES)), default="lalic", show_default=True,
+              help="Model family: mrt (extreme rates) also runs LALIC q1, AVIF at its lowest setting and "
+              "2x / 4x downscaled AVIF and WebP.")
 @click.option("--weights", help="Weights name or checkpoint path (default: the best available).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--estimate", is_flag=True, help="Rate from the likelihoods instead of real coding (faster).")
-@click.option("--vs", "vs", metavar="CODECS", help="Also run classical codecs: jpeg, jpeg444, jpeg420, webp, avif "
-              "(comma-separated).")
+@click.option("--vs", "vs", metavar="CODECS", help="Also run classical codecs: jpeg, jpeg444, jpeg420, webp, avif, or "
+              "the extreme-rate ones (avif-min, avif-down2, avif-down4, webp-down2, webp-down4) (comma-separated).")
 @click.option("--json", "json_out", metavar="OUT.json", help="Write the results (CompressAI layout).")
 @click.option("--csv", "csv_out", metavar="OUT.csv", help="Write a CSV (per quality, or per image with --per-image).")
 @click.option("--plot", "plot_out", metavar="OUT.png", help="Write R-D curves (PSNR and MS-SSIM vs bpp).")
+@click.option("--picture", "picture_out", metavar="OUT.png",
+              help="Write one image side by side: the original and each codec at its point closest to --picture-bpp.")
+@click.option("--picture-image", metavar="NAME", help="The image for --picture (default: the first).")
+@click.option("--picture-bpp", type=click.FloatRange(0, min_open=True), default=0.02, show_default=True,
+              help="The rate --picture shows each codec closest to.")
 @click.option("--per-image", is_flag=True, help="Per-image results in the JSON / CSV.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N images (sorted by name).")
-def bench(folder, qualities, weights, device, estimate, vs, json_out, csv_out, plot_out, per_image, limit) -> None:
+def bench(folder, qualities, codec, weights, device, estimate, vs, json_out, csv_out, plot_out, picture_out,
+          picture_image, picture_bpp, per_image, limit) -> None:
     """Benchmark the codec on the images in DIR: rate, PSNR, MS-SSIM, speed and BD-rates."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import classical
     from .report import Report
-    from .runner import DEFAULT_QUALITIES, Runner, Settings, available_qualities, list_images
+    from .runner import Runner, Settings, available_qualities, list_images
 
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -101,26 +120,31 @@ def bench(folder, qualities, weights, device, estimate, vs, json_out, csv_out, p
     def warn(message: str) -> None:
         err.print(f"lalic: warning: {message}", markup=False)
 
-    vs_keys = classical.parse_vs(vs)
-    for path, option in ((json_out, "--json"), (csv_out, "--csv"), (plot_out, "--plot")):
+    family = FAMILIES[codec]
+    vs_keys = tuple(dict.fromkeys((*family.comparisons, *classical.parse_vs(vs))))
+    for path, option in ((json_out, "--json"), (csv_out, "--csv"), (plot_out, "--plot"), (picture_out, "--picture")):
         _check_output(path, option)
     paths = list_images(folder, limit)
+    if picture_image and not picture_out:
+        raise InputError("--picture-image names the image of --picture OUT.png, which is not given")
+    if picture_image and picture_image not in {p.name for p in paths}:
+        raise InputError(f"--picture-image {picture_image}: no such image among the {len(paths)} benchmarked")
 
-    wanted = parse_qualities(qualities)
+    wanted = parse_qualities(qualities, codec)
     if not wanted:
-        wanted = tuple(available_qualities(weights, DEFAULT_QUALITIES))
+        wanted = tuple(available_qualities(weights, family.qualities, codec))
+        span = f"{family.qualities[0]:g} .. {family.qualities[-1]:g}"
         if not wanted:
-            raise InputError("no weights installed for any quality 1 .. 6 (see `lalic weights list`)")
-        missing = [q for q in DEFAULT_QUALITIES if q not in wanted]
+            raise InputError(f"no {family.label} weights installed for any quality {span} (see `lalic weights list`)")
+        missing = [q for q in family.qualities if q not in wanted]
         if missing:
-            warn(f"no weights for quality {', '.join(f'{q:g}' for q in missing)}: skipped")
+            warn(f"no {family.label} weights for quality {', '.join(f'{q:g}' for q in missing)}: skipped")
     else:
-        from ..zoo.registry import resolve
-
         for q in wanted:
-            resolve(weights, q)  # fail now, not after an hour of coding
+            family.resolve(weights, q)  # fail now, not after an hour of coding
 
-    settings = Settings(qualities=wanted, weights=weights, device=device, estimate=estimate, vs=tuple(vs_keys))
+    settings = Settings(qualities=wanted, weights=weights, device=device, estimate=estimate, vs=vs_keys,
+                        codec=codec, picture=picture_out is not None, picture_image=picture_image)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:
         runner = Runner(settings, progress, warn)
@@ -133,7 +157,7 @@ def bench(folder, qualities, weights, device, estimate, vs, json_out, csv_out, p
         + f", weights {', '.join(sorted(set(result.weights.values())))}"
     )
     report = Report(result, description)
-    out.print(f"{n} image(s), {len(result.skipped)} skipped, qualities "
+    out.print(f"{n} image(s), {len(result.skipped)} skipped, {family.label} qualities "
               f"{' '.join(f'{q:g}' for q in wanted)}, device {result.device}", markup=False)
     report.render(out)
     if json_out:
@@ -145,3 +169,9 @@ def bench(folder, qualities, weights, device, estimate, vs, json_out, csv_out, p
     if plot_out:
         report.write_plot(plot_out)
         out.print(f"wrote {plot_out}", markup=False)
+    if picture_out:
+        from .picture import write_picture
+
+        shown = write_picture(result, picture_out, picture_bpp)
+        out.print(f"wrote {picture_out}: {result.picture_image}, {len(shown)} tiles "
+                  f"(each codec at its point closest to {picture_bpp:g} bpp)", markup=False)

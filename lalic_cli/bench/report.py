@@ -13,9 +13,8 @@ from pathlib import Path
 
 from ..fileio import atomic_write
 from .bdrate import BDRate, bd_rate
-from .classical import CODECS
 from .metrics import MS_SSIM_MIN_SIDE, mean, ms_ssim_db
-from .runner import Result
+from .runner import Result, comparison
 
 METRICS = ("psnr-rgb", "ms-ssim-rgb-db")
 METRIC_LABELS = {"psnr-rgb": "PSNR", "ms-ssim-rgb-db": "MS-SSIM"}
@@ -23,7 +22,6 @@ AVERAGED = ("bpp", "bpp-strings", "psnr-rgb", "ms-ssim-rgb", "ms-ssim-rgb-db", "
 
 VTM_LABEL = "VTM-9.1"
 PAPER_LABEL = "LALIC (paper)"
-RUN_LABEL = "LALIC (this run)"
 
 
 # --- anchors ------------------------------------------------------------------
@@ -110,27 +108,38 @@ class BDEntry:
 class Report:
     def __init__(self, result: Result, description: str = ""):
         self.result = result
+        self.family = result.settings.family
         self.estimate = result.settings.estimate
         self.description = description
         self.results = summarise(result.records)
         self.results["peak_memory_mb"] = [result.peak_memory_mb.get(q, math.nan) for q in self.results["quality"]]
-        self.classical = {k: summarise(recs) for k, recs in result.classical.items()}
+        self.others = {k: summarise(recs) for k, recs in result.vs.items()}
 
-        label = "LALIC (estimated)" if self.estimate else RUN_LABEL
-        self.run_curve = Curve.from_results("run", label, self.results)
+        run_label = f"{self.family.label} (this run)"
+        self.run_curve = Curve.from_results(
+            "run", f"{self.family.label} (estimated)" if self.estimate else run_label, self.results)
         self.strings_curve = None if self.estimate else Curve.from_results(
-            "run-strings", RUN_LABEL + ", strings only", self.results, "bpp-strings")
+            "run-strings", run_label + ", strings only", self.results, "bpp-strings")
         self.vtm = vtm_curve()
         self.paper = paper_curve(result.weights_metric)
-        self.codec_curves = [Curve.from_results(k, CODECS[k].label, r) for k, r in self.classical.items()]
-        self.bd = self._bd_rates()
+        self.codec_curves = [Curve.from_results(k, comparison(k).label, r) for k, r in self.others.items()]
+        self.bd = self._bd_rates() if self.family.anchors else []
+
+    @property
+    def bd_note(self) -> str | None:
+        """Why there are no BD-rates (this family's rates lie below every anchor point), or None."""
+        if self.family.anchors:
+            return None
+        lowest = min(self.vtm.points["psnr-rgb"][0])
+        return (f"not computed: {self.family.label}'s rates lie below the anchors' (VTM's lowest Kodak point is "
+                f"{lowest:.3f} bpp) and a BD-rate would extrapolate")
 
     @property
     def name(self) -> str:
         return self.run_curve.label
 
     def _bd_rates(self) -> list[BDEntry]:
-        pairs = []
+        pairs: list[tuple[Curve, Curve]] = []
         for run in filter(None, (self.run_curve, self.strings_curve)):
             pairs += [(run, self.vtm), (run, self.paper)]
         for c in self.codec_curves:
@@ -152,6 +161,7 @@ class Report:
         res = self.result
         doc = {
             "name": self.name,
+            "codec": self.family.key,
             "description": self.description,
             "estimate": self.estimate,
             "device": res.device,
@@ -161,15 +171,19 @@ class Report:
             "results": self.results,
             "bd-rate": [e.as_dict() for e in self.bd],
         }
-        if self.classical:
+        if self.bd_note:
+            doc["bd-rate-note"] = self.bd_note
+        if self.others:
             doc["vs"] = {
-                k: {"name": CODECS[k].label, "description": f"Pillow {CODECS[k].format}", "results": r}
-                for k, r in self.classical.items()
+                k: {"name": comparison(k).label, "description": comparison(k).description, "results": r}
+                for k, r in self.others.items()
             }
+        if res.notes:
+            doc["notes"] = res.notes
         if per_image:
             doc["per-image"] = res.records
-            if self.classical:
-                doc["vs-per-image"] = {k: recs for k, recs in res.classical.items()}
+            if self.others:
+                doc["vs-per-image"] = {k: recs for k, recs in res.vs.items()}
         return _finite(doc)
 
     def write_json(self, path: str | Path, per_image: bool = False) -> None:
@@ -184,11 +198,11 @@ class Report:
         if per_image:
             for r in self.result.records:
                 rows.append({**r, "estimate": self.estimate})
-            for recs in self.result.classical.values():
+            for recs in self.result.vs.values():
                 rows.extend(recs)
             return rows
-        for codec, results, est in (("lalic", self.results, self.estimate),
-                                    *((k, r, False) for k, r in self.classical.items())):
+        for codec, results, est in ((self.family.key, self.results, self.estimate),
+                                    *((k, r, False) for k, r in self.others.items())):
             for i, q in enumerate(results["quality"]):
                 row = {"codec": codec, "image": "(mean)", "quality": q, "estimate": est}
                 row.update({k: results[k][i] for k in AVERAGED if k in results})
@@ -211,7 +225,9 @@ class Report:
         fig = Figure(figsize=(12, 4.8), layout="constrained")
         FigureCanvasAgg(fig)
         axes = fig.subplots(1, 2)
-        curves = [(self.vtm, "k--", "s"), (self.paper, "C0:", "^"), (self.run_curve, "C3-", "o")]
+        # MRT's points would sit squashed in the corner of the anchors' axes: no anchors then
+        curves = [(self.vtm, "k--", "s"), (self.paper, "C0:", "^")] if self.family.anchors else []
+        curves.append((self.run_curve, "C3-", "o"))
         if self.strings_curve is not None:
             curves.append((self.strings_curve, "C3--", "."))
         curves += [(c, f"C{i % 8 + 4}-", "x") for i, c in enumerate(self.codec_curves)]
@@ -237,7 +253,7 @@ class Report:
         from rich.table import Table
 
         est = self.estimate
-        title = "LALIC, this run" + (" (estimated: bpp from likelihoods, no coding)" if est else "")
+        title = f"{self.family.label}, this run" + (" (estimated: bpp from likelihoods, no coding)" if est else "")
         t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
         for col in ("q", "bpp\n(est.)" if est else "bpp", "strings\nbpp", "PSNR", "MS-SSIM", "MS-SSIM\ndB",
                     "fwd\nms" if est else "enc\nms", "dec\nms", "peak\nMB"):
@@ -251,21 +267,38 @@ class Report:
                 _f(r["peak_memory_mb"][i], 0),
             )
         console.print(t)
-        for key, res in self.classical.items():
-            ct = Table(title=f"{CODECS[key].label} (Pillow)", title_justify="left", box=box.SIMPLE_HEAD)
-            for col in ("setting", "bpp", "PSNR", "MS-SSIM", "MS-SSIM\ndB", "enc\nms", "dec\nms"):
-                ct.add_column(col, justify="right")
-            for i, q in enumerate(res["quality"]):
-                ct.add_row(f"{q:g}", _f(res["bpp"][i], 4), _f(res["psnr-rgb"][i], 2), _f(res["ms-ssim-rgb"][i], 4),
-                           _f(res["ms-ssim-rgb-db"][i], 2), _f(1e3 * res["encoding_time"][i], 1),
-                           _f(1e3 * res["decoding_time"][i], 1))
-            console.print(ct)
+        self.render_others(console)
         self.render_bd(console)
+
+    def render_others(self, console) -> None:
+        """One table for every other codec (``--vs`` and the family's comparisons), then the notes."""
+        from rich import box
+        from rich.table import Table
+
+        if self.others:
+            t = Table(title="Other codecs on the same images (bpp over the original's pixels, downscaled ones too)",
+                      title_justify="left", box=box.SIMPLE_HEAD)
+            for col in ("codec", "setting", "bpp", "PSNR", "MS-SSIM", "MS-SSIM\ndB", "enc\nms", "dec\nms"):
+                t.add_column(col, justify="left" if col == "codec" else "right", no_wrap=col == "codec")
+            for key, res in self.others.items():
+                label = comparison(key).label
+                n = len(res["quality"])
+                for i, q in enumerate(res["quality"]):
+                    t.add_row(label if i == 0 else "", f"{q:g}", _f(res["bpp"][i], 4), _f(res["psnr-rgb"][i], 2),
+                              _f(res["ms-ssim-rgb"][i], 4), _f(res["ms-ssim-rgb-db"][i], 2),
+                              _f(1e3 * res["encoding_time"][i], 1), _f(1e3 * res["decoding_time"][i], 1),
+                              end_section=n > 1 and i == n - 1)
+            console.print(t)
+        for note in self.result.notes:
+            console.print(f"  note: {note}", markup=False, style="dim")
 
     def render_bd(self, console) -> None:
         from rich import box
         from rich.table import Table
 
+        if self.bd_note:
+            console.print(f"BD-rate: n/a, {self.bd_note}", markup=False)
+            return
         t = Table(title="BD-rate (negative: fewer bits than the anchor for the same quality)", title_justify="left",
                   box=box.SIMPLE_HEAD)
         for col in ("codec", "anchor", *(METRIC_LABELS[m] for m in METRICS)):
