@@ -2,8 +2,8 @@
 
     python tests/data/make_golden.py
 
-Writes, for each case, ``NAME.lal`` (encoded with the bundled weights and the exact
-entropy path) and ``NAME.png`` (its decoding on this machine), and ``golden.json``
+Writes, for each case, ``NAME.lal`` (encoded with the bundled weights of its family
+and the exact entropy path) and ``NAME.png`` (its decoding on this machine), and ``golden.json``
 with the symbol CRC, the sha256 of the decoded pixels and the machine that made them.
 Run it again only when the bundled weights or the format change on purpose; the test
 then decodes these files on whatever CPU it runs on.
@@ -26,13 +26,15 @@ from lalic_cli.runtime import cpu_name
 HERE = Path(__file__).resolve().parent / "golden"
 ROOT = Path(__file__).resolve().parents[2]
 
-# (name, crop box of assets/sample.png, colour mode, quality)
+# (name, crop box of assets/sample.png, colour mode, quality, codec)
 CASES = [
-    ("rgb-q1", (0, 0, 96, 80), "RGB", 1.0),
-    ("rgb-q3.5", (100, 40, 196, 120), "RGB", 3.5),
-    ("rgb-q6", (200, 100, 264, 164), "RGB", 6.0),
-    ("l-q3", (40, 60, 120, 140), "L", 3.0),
-    ("rgba-q2", (150, 0, 230, 64), "RGBA", 2.0),
+    ("rgb-q1", (0, 0, 96, 80), "RGB", 1.0, "lalic"),
+    ("rgb-q3.5", (100, 40, 196, 120), "RGB", 3.5, "lalic"),
+    ("rgb-q6", (200, 100, 264, 164), "RGB", 6.0, "lalic"),
+    ("l-q3", (40, 60, 120, 140), "L", 3.0, "lalic"),
+    ("rgba-q2", (150, 0, 230, 64), "RGBA", 2.0, "lalic"),
+    ("mrt-q1", (0, 0, 320, 224), "RGB", 1.0, "mrt"),
+    ("mrt-q3", (30, 20, 300, 200), "RGB", 3.0, "mrt"),
 ]
 
 
@@ -53,12 +55,12 @@ def pixel_hash(img: Image.Image) -> str:
 def main() -> None:
     HERE.mkdir(parents=True, exist_ok=True)
     manifest = {"machine": f"{platform.machine()}, {cpu_name()}", "files": {}}
-    for name, box, mode, q in CASES:
-        data = encode_image(case_image(box, mode), q, device="cpu")
+    for name, box, mode, q, codec in CASES:
+        data = encode_image(case_image(box, mode), q, device="cpu", codec=codec)
         (HERE / f"{name}.lal").write_bytes(data)
         img = decode(data, device="cpu").image
         img.save(HERE / f"{name}.png")
-        manifest["files"][name] = {"quality": q, "mode": mode,
+        manifest["files"][name] = {"quality": q, "mode": mode, "codec": codec,
                                    "symbols_crc": f"{unpack(data).header.symbols_crc:08x}",
                                    "pixels_sha256": pixel_hash(img)}
         print(name, len(data), "bytes")
