@@ -178,8 +178,10 @@ def resolve(spec: str | None, quality: float, family: str = "lalic") -> WeightsE
                 if e.kind == "official" else f"reinstall lalic: {e.path} is missing"
             )
             raise WeightsError(f"no weights for quality {quality:g}: {how}")
+    ranges = ", ".join(f"{e.name}: {e.qualities[0]:g} .. {e.qualities[1]:g}" for e in candidates if e.variable_rate)
     raise WeightsError(
-        f"no weights cover quality {quality:g}"
+        f"no {family} weights cover quality {quality:g}"
+        + (f" ({ranges})" if ranges else "")
         + ("" if float(quality).is_integer() else " (fractional qualities need variable-rate weights)")
     )
 
