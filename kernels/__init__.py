@@ -24,8 +24,8 @@ from pathlib import Path
 __all__ = ["cache_dir", "load_extension"]
 
 _HERE = Path(__file__).resolve().parent
-_SOURCES = {"cpu": ["biwkv_cpu.cpp"], "cuda": ["biwkv_cuda.cpp", "biwkv_cuda.cu"], "exact": ["biwkv_exact.cpp"]}
-_HEADERS = ["biwkv_common.h"]
+_SOURCES = {"cpu": ["biwkv_cpu.cpp"], "cuda": ["biwkv_cuda.cpp", "biwkv_cuda.cu"], "exact": ["biwkv_exact.cpp", "exact_ops.cpp"]}
+_HEADERS = ["biwkv_common.h", "exact_math.h", "exact_ops.h"]
 _modules: dict = {}
 _lock = threading.Lock()
 
@@ -73,8 +73,12 @@ def _build(kind: str):
     sources = [_HERE / s for s in _SOURCES[kind]]
     if kind == "cpu":
         cflags, ldflags = _cpu_flags()
-    elif kind == "exact":  # IEEE operations exactly as written: no contraction into FMA, no ISA flags
-        cflags, ldflags = ["-O3", "-ffp-contract=off", "-fno-fast-math", "-fopenmp"], ["-fopenmp"]
+    elif kind == "exact":
+        # IEEE operations exactly as written (no contraction into FMA, no fast-math), so
+        # the vector width the ISA flags allow cannot change a bit: each lane performs
+        # the same correctly rounded operation
+        cflags, ldflags = _cpu_flags()
+        cflags = cflags + ["-ffp-contract=off", "-fno-fast-math"]
     else:
         cflags, ldflags = ["-O3"], []
     cuda_flags = ["-O3"] if kind == "cuda" else []

@@ -8,6 +8,9 @@
 // exact in int64 (see docs/portable.md for the bounds).
 #include <torch/extension.h>
 
+#include "exact_math.h"
+#include "exact_ops.h"
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -15,45 +18,11 @@
 
 namespace {
 
-constexpr double kLn2Hi = 0.693147180369123816490;
-constexpr double kLn2Lo = 1.90821492927058770002e-10;
-constexpr double kInvLn2 = 1.44269504088896338700;
+using exact::dexp;
+using exact::pow2;
+
 constexpr double kEmpty = -1e300;
 constexpr int kEBits = 36;
-
-double pow2(int64_t e) {
-  const int64_t bits = (e + 1023) << 52;
-  double r;
-  std::memcpy(&r, &bits, sizeof r);
-  return r;
-}
-
-struct Taylor {
-  double c[14];  // 1/13!, 1/12!, ..., 1/0!
-  Taylor() {
-    double f = 1.0;
-    double fact[14];
-    for (int k = 0; k < 14; ++k) {
-      if (k > 0) f *= k;  // exact: 13! < 2^53
-      fact[k] = f;
-    }
-    for (int i = 0; i < 14; ++i) c[i] = 1.0 / fact[13 - i];
-  }
-};
-const Taylor kTaylor;
-
-double dexp(double x) {
-  x = x < -700.0 ? -700.0 : x;
-  x = x > 700.0 ? 700.0 : x;
-  const double n = std::nearbyint(x * kInvLn2);
-  const double r = (x - n * kLn2Hi) - n * kLn2Lo;
-  double p = kTaylor.c[0];
-  for (int i = 1; i < 14; ++i) {
-    p = p * r;
-    p = p + kTaylor.c[i];
-  }
-  return p * pow2(static_cast<int64_t>(n));
-}
 
 // Past-sum parts of one lane, exactly as exact._past_parts: (scale, den, num) for
 // the carry and the in-chunk prefix.  With reverse, the lane is read backwards
@@ -82,7 +51,7 @@ void past_parts(const double* k, const int64_t* v, int T, int C, double w, int L
     int64_t lp = 0, lpv = 0, tot_e = 0, tot_ev = 0;
     for (int j = 0; j < L; ++j) {
       const int t = ci * L + j;
-      e[j] = static_cast<int64_t>(std::nearbyint(dexp(a[j] - m) * scale));
+      e[j] = static_cast<int64_t>(exact::round_even(dexp(a[j] - m) * scale));
       ev[j] = e[j] * (t < T ? v[static_cast<int64_t>(pos(t)) * C] : 0);
       if (t < T) {
         const int p = pos(t);
@@ -166,4 +135,11 @@ torch::Tensor forward(torch::Tensor w, torch::Tensor u, torch::Tensor k, torch::
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "bit-reproducible BiWKV: (w, u, k, vq, L, sv) -> y (float64)");
+  m.def("exp", &exact::exp_op, "exact.exp, element-wise (float64)");
+  m.def("sigmoid", &exact::sigmoid_op, "exact.sigmoid, element-wise (float64)");
+  m.def("absmax", &exact::absmax_op, "max |x| (NaN if any element is not finite)");
+  m.def("scale_round", &exact::scale_round_op, "round(x * 2^s), float64");
+  m.def("scale_bias", &exact::scale_bias_op, "acc * 2^s + bias along dim (float64)");
+  m.def("layer_norm", &exact::layer_norm_op, "exact.layer_norm for a quantisation exponent s (float64)");
+  m.def("depthwise_conv2d", &exact::depthwise_conv2d_op, "exact integer depthwise conv: (xq, wq, padding) -> acc");
 }

@@ -229,3 +229,87 @@ def test_exact_coder_tables_match_compressai_closely():
         assert mine._quantized_cdf.shape == ref._quantized_cdf.shape
         assert torch.equal(mine._offset, ref._offset) and torch.equal(mine._cdf_length, ref._cdf_length)
         assert int((mine._quantized_cdf.long() - ref._quantized_cdf.long()).abs().max()) <= 4
+
+
+def test_sqrt_is_correctly_rounded():
+    """Against Python's math.sqrt (IEEE-754's correctly rounded square root), where
+    PyTorch's own CPU sqrt is one ulp off for about 1 % of inputs."""
+    x = rand(20000, seed=50).abs() * 10 + 1e-3
+    want = torch.tensor([math.sqrt(v) for v in x.tolist()], dtype=torch.float64)
+    assert same_bits(exact.sqrt(x), want)
+
+
+def _needs_kernel():
+    from lalic_cli.kernels import load_extension
+
+    if load_extension("exact") is None:
+        pytest.skip("the exact kernel could not be built here")
+
+
+def _edge_values() -> torch.Tensor:
+    """Ties, signed zeros, the clamps of exp and values far outside them."""
+    edges = [0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 2.5, -0.3, 699.9, 700.1, -700.1, -1e3, 1e-300, -1e-300]
+    return torch.cat([torch.tensor(edges, dtype=torch.float64), rand(50000, seed=51, scale=40.0)])
+
+
+def test_elementwise_kernels_give_the_reference_bits():
+    _needs_kernel()
+    x = _edge_values()
+    for op in (exact.exp, exact.sigmoid):
+        assert same_bits(op(x, impl="torch"), op(x, impl="kernel")), op.__name__
+    for s in (-3, 0, 5):
+        y = x * 2.0 ** -s
+        (a, sa), (b, sb) = exact.quantize(y, impl="torch"), exact.quantize(y, impl="kernel")
+        assert sa == sb and same_bits(a, b)
+    f32 = rand(3, 64, 7, 5, seed=52).float()
+    (a, sa), (b, sb) = exact.quantize(f32, impl="torch"), exact.quantize(f32, impl="kernel")
+    assert sa == sb and same_bits(a, b)
+
+
+def test_kernel_quantize_rejects_non_finite_input():
+    _needs_kernel()
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="non-finite"):
+            exact.quantize(torch.tensor([1.0, bad, 2.0]), impl="kernel")
+
+
+@pytest.mark.parametrize("shape,scale", [((300, 96), 1.0), ((2, 40, 128), 1e-3), ((7, 320), 50.0), ((3, 5, 1), 1.0)])
+def test_layer_norm_kernel_gives_the_reference_bits(shape, scale):
+    _needs_kernel()
+    x = rand(*shape, seed=53, scale=scale).float()
+    g, b = rand(shape[-1], seed=54), rand(shape[-1], seed=55)
+    assert same_bits(exact.layer_norm(x, g, b, 1e-6, impl="torch"), exact.layer_norm(x, g, b, 1e-6, impl="kernel"))
+
+
+@pytest.mark.parametrize("k,padding,bias", [(5, 2, True), (3, 1, False), (5, 0, True)])
+def test_depthwise_kernel_and_bias_give_the_reference_bits(k, padding, bias):
+    _needs_kernel()
+    c = 12
+    x = rand(2, c, 9, 7, seed=56)
+    w = exact.QuantWeight(rand(c, 1, k, k, seed=57), rand(c, seed=58) if bias else None)
+    got = exact.conv2d(x, w, padding=padding, groups=c, impl="kernel")
+    assert same_bits(exact.conv2d(x, w, padding=padding, groups=c, impl="torch"), got)
+    # and against PyTorch's own float64 convolution, to the bound of the other conv tests
+    want = F.conv2d(x, rand(c, 1, k, k, seed=57), rand(c, seed=58) if bias else None, padding=padding, groups=c)
+    assert rel_err(got, want) < 3e-5
+
+
+def test_one_dim_depthwise_kernel_matches_the_reference():
+    """A 1 x 5 kernel on a 1 x T map, as the 1-D OmniShift runs."""
+    _needs_kernel()
+    c = 6
+    x = F.pad(rand(2, c, 1, 40, seed=59), (2, 2))
+    w = exact.QuantWeight(rand(c, 1, 1, 5, seed=60))
+    assert same_bits(exact.conv2d(x, w, groups=c, impl="torch"), exact.conv2d(x, w, groups=c, impl="kernel"))
+
+
+def test_stacked_linears_give_the_bits_of_separate_ones():
+    """One GEMM over stacked weights: every output is the integer sum its own weight gives."""
+    x = rand(2, 50, 32, seed=61)
+    ws = [exact.QuantWeight(rand(n, 32, seed=62 + n), rand(n, seed=70 + n) if n != 8 else None) for n in (16, 8, 24)]
+    stacked = exact.linear_many(x, exact.QuantStack(ws))
+    for got, w in zip(stacked, ws):
+        assert got.shape == (2, 50, w.shape[0])
+        assert same_bits(got, exact.linear(x, w))
+    with pytest.raises(ValueError, match="input width"):
+        exact.QuantStack([exact.QuantWeight(rand(4, 3)), exact.QuantWeight(rand(4, 5))])

@@ -80,7 +80,7 @@ def _shift_tokens(w: exact.QuantWeight, x: torch.Tensor, hw: tuple[int, int] | N
 
 def _relu_square(x: torch.Tensor) -> torch.Tensor:
     r = x.clamp_min(0)
-    return r * r
+    return r.mul_(r)
 
 
 class ExactRwkvBlock(nn.Module):
@@ -92,10 +92,11 @@ class ExactRwkvBlock(nn.Module):
         self.ndim = block.ndim
         self.ln1, self.ln2 = ExactLayerNorm(block.ln1), ExactLayerNorm(block.ln2)
         self.att_shift, self.ffn_shift = _shift(att.omni_shift), _shift(ffn.omni_shift)
-        self.att_key, self.att_value = _linear(att.key), _linear(att.value)
-        self.att_receptance, self.att_output = _linear(att.receptance), _linear(att.output)
+        self.att_kvr = exact.QuantStack([_linear(att.key), _linear(att.value), _linear(att.receptance)])
+        self.att_output = _linear(att.output)
         self.decay, self.boost = _f64(att.decay), _f64(att.boost)
-        self.ffn_key, self.ffn_receptance, self.ffn_value = _linear(ffn.key), _linear(ffn.receptance), _linear(ffn.value)
+        self.ffn_kr = exact.QuantStack([_linear(ffn.key), _linear(ffn.receptance)])
+        self.ffn_value = _linear(ffn.value)
         self.gamma1, self.gamma2 = _f64(block.gamma1), _f64(block.gamma2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,13 +109,13 @@ class ExactRwkvBlock(nn.Module):
     def tokens(self, t: torch.Tensor, hw: tuple[int, int] | None) -> torch.Tensor:
         n = t.shape[1]
         s = _shift_tokens(self.att_shift, self.ln1(t), hw)
-        k, v = exact.linear(s, self.att_key), exact.linear(s, self.att_value)
-        gate = exact.sigmoid(exact.linear(s, self.att_receptance))
+        k, v, r = exact.linear_many(s, self.att_kvr)
         y = exact.biwkv(self.decay / n, self.boost / n, k, v)
-        t = t + self.gamma1 * exact.linear(gate * y, self.att_output)
+        t = t + self.gamma1 * exact.linear(exact.sigmoid(r) * y, self.att_output)
         s = _shift_tokens(self.ffn_shift, self.ln2(t), hw)
-        kv = exact.linear(_relu_square(exact.linear(s, self.ffn_key)), self.ffn_value)
-        return t + self.gamma2 * (exact.sigmoid(exact.linear(s, self.ffn_receptance)) * kv)
+        k, r = exact.linear_many(s, self.ffn_kr)
+        kv = exact.linear(_relu_square(k), self.ffn_value)
+        return t + self.gamma2 * (exact.sigmoid(r) * kv)
 
 
 class ExactLinear(nn.Module):
@@ -141,13 +142,15 @@ class ExactEntropyParametersBlock(nn.Module):
         super().__init__()
         self.mix = ExactConv2d(block.mix)
         self.norm = ExactLayerNorm(block.norm)
-        self.key, self.value, self.receptance = _linear(block.key), _linear(block.value), _linear(block.receptance)
+        self.kr = exact.QuantStack([_linear(block.key), _linear(block.receptance)])
+        self.value = _linear(block.value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.mix(x)
         t = self.norm(x.permute(0, 2, 3, 1))
-        kv = exact.linear(_relu_square(exact.linear(t, self.key)), self.value)
-        out = exact.sigmoid(exact.linear(t, self.receptance)) * kv
+        k, r = exact.linear_many(t, self.kr)
+        kv = exact.linear(_relu_square(k), self.value)
+        out = exact.sigmoid(r) * kv
         return x + out.permute(0, 3, 1, 2)
 
 

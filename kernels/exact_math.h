@@ -1,0 +1,75 @@
+// Element-wise math of the portable entropy path, shared by the exact kernels: the
+// operations of lalic_cli/ops/exact.py (pow2, exp) one for one.  Compiled with
+// -ffp-contract=off and without -ffast-math, every operation is the IEEE-754 one
+// written here, rounded once, so it gives the PyTorch reference's bits on any CPU.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace exact {
+
+constexpr double kLn2Hi = 0.693147180369123816490;
+constexpr double kLn2Lo = 1.90821492927058770002e-10;
+constexpr double kInvLn2 = 1.44269504088896338700;
+
+inline double pow2(int64_t e) {
+  const int64_t bits = (e + 1023) << 52;
+  double r;
+  std::memcpy(&r, &bits, sizeof r);
+  return r;
+}
+
+// 2^n for an integer-valued double n in [-1022, 1023], without a float-to-int
+// conversion (AVX2 has none for 64-bit lanes): n + 2^52 + 1023 is exact and holds
+// n + 1023 in its low mantissa bits, which the shift moves into the exponent field.
+inline double pow2_of(double n) {
+  const double biased = n + 4503599627371519.0;  // 2^52 + 1023
+  uint64_t bits;
+  std::memcpy(&bits, &biased, sizeof bits);
+  bits <<= 52;
+  double r;
+  std::memcpy(&r, &bits, sizeof r);
+  return r;
+}
+
+struct Taylor {
+  double c[14];  // 1/13!, 1/12!, ..., 1/0!
+  Taylor() {
+    double f = 1.0;
+    double fact[14];
+    for (int k = 0; k < 14; ++k) {
+      if (k > 0) f *= k;  // exact: 13! < 2^53
+      fact[k] = f;
+    }
+    for (int i = 0; i < 14; ++i) c[i] = 1.0 / fact[13 - i];
+  }
+};
+inline const Taylor kTaylor;
+
+// Round to nearest, ties to even, as nearbyint in the default rounding mode and
+// torch.round, for |v| < 2^51: adding 1.5 * 2^52 leaves no fraction bits, so the
+// addition itself rounds (ties to even: the constant is even), and the subtraction
+// is exact.  copysign restores the sign of a zero result (round(-0.3) = -0.0).  Two
+// IEEE additions and a bit operation: unlike a nearbyint call, it vectorises.
+inline double round_even(double v) {
+  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+  const double r = (v + kMagic) - kMagic;
+  return std::copysign(r, v);
+}
+
+inline double dexp(double x) {
+  x = x < -700.0 ? -700.0 : x;
+  x = x > 700.0 ? 700.0 : x;
+  const double n = round_even(x * kInvLn2);
+  const double r = (x - n * kLn2Hi) - n * kLn2Lo;
+  double p = kTaylor.c[0];
+  for (int i = 1; i < 14; ++i) {
+    p = p * r;
+    p = p + kTaylor.c[i];
+  }
+  return p * pow2_of(n);
+}
+
+}  // namespace exact
