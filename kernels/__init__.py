@@ -74,11 +74,12 @@ def _build(kind: str):
     if kind == "cpu":
         cflags, ldflags = _cpu_flags()
     elif kind == "exact":
-        # IEEE operations exactly as written (no contraction into FMA, no fast-math), so
-        # the vector width the ISA flags allow cannot change a bit: each lane performs
-        # the same correctly rounded operation
+        # IEEE operations exactly as written (no contraction into FMA; fast-math is off
+        # by default, and -fno-fast-math would turn trapping math back on, which stops
+        # selects and floors from vectorising), so the vector width the ISA flags allow
+        # cannot change a bit: each lane performs the same correctly rounded operation
         cflags, ldflags = _cpu_flags()
-        cflags = cflags + ["-ffp-contract=off", "-fno-fast-math"]
+        cflags = cflags + ["-ffp-contract=off"]
     else:
         cflags, ldflags = ["-O3"], []
     cuda_flags = ["-O3"] if kind == "cuda" else []

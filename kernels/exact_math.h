@@ -4,6 +4,7 @@
 // written here, rounded once, so it gives the PyTorch reference's bits on any CPU.
 #pragma once
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -26,27 +27,12 @@ inline double pow2(int64_t e) {
 // n + 1023 in its low mantissa bits, which the shift moves into the exponent field.
 inline double pow2_of(double n) {
   const double biased = n + 4503599627371519.0;  // 2^52 + 1023
-  uint64_t bits;
-  std::memcpy(&bits, &biased, sizeof bits);
-  bits <<= 52;
-  double r;
-  std::memcpy(&r, &bits, sizeof r);
-  return r;
+  return std::bit_cast<double>(std::bit_cast<uint64_t>(biased) << 52);
 }
 
-struct Taylor {
-  double c[14];  // 1/13!, 1/12!, ..., 1/0!
-  Taylor() {
-    double f = 1.0;
-    double fact[14];
-    for (int k = 0; k < 14; ++k) {
-      if (k > 0) f *= k;  // exact: 13! < 2^53
-      fact[k] = f;
-    }
-    for (int i = 0; i < 14; ++i) c[i] = 1.0 / fact[13 - i];
-  }
-};
-inline const Taylor kTaylor;
+// 1/13!, 1/12!, ..., 1/0!: each factorial is exact in a double (13! < 2^53) and the
+// division is correctly rounded, as Python's 1.0 / math.factorial(k) in the reference
+constexpr double kTaylor[14] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 1.0 / 2.0, 1.0 / 1.0, 1.0 / 1.0};
 
 // Round to nearest, ties to even, as nearbyint in the default rounding mode and
 // torch.round, for |v| < 2^51: adding 1.5 * 2^52 leaves no fraction bits, so the
@@ -64,11 +50,22 @@ inline double dexp(double x) {
   x = x > 700.0 ? 700.0 : x;
   const double n = round_even(x * kInvLn2);
   const double r = (x - n * kLn2Hi) - n * kLn2Lo;
-  double p = kTaylor.c[0];
-  for (int i = 1; i < 14; ++i) {
-    p = p * r;
-    p = p + kTaylor.c[i];
-  }
+  // Horner's scheme written out (a loop here would keep the caller's channel loop
+  // from vectorising)
+  double p = kTaylor[0];
+  p = p * r + kTaylor[1];
+  p = p * r + kTaylor[2];
+  p = p * r + kTaylor[3];
+  p = p * r + kTaylor[4];
+  p = p * r + kTaylor[5];
+  p = p * r + kTaylor[6];
+  p = p * r + kTaylor[7];
+  p = p * r + kTaylor[8];
+  p = p * r + kTaylor[9];
+  p = p * r + kTaylor[10];
+  p = p * r + kTaylor[11];
+  p = p * r + kTaylor[12];
+  p = p * r + kTaylor[13];
   return p * pow2_of(n);
 }
 

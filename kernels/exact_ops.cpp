@@ -92,6 +92,16 @@ torch::Tensor scale_bias_op(torch::Tensor acc, int64_t s, c10::optional<torch::T
   for (int64_t o = 0; o < outer; ++o) {
     const double* in = src + o * stride;
     double* res = dst + o * row;
+    if (inner == 1) {  // a linear layer's rows: the bias runs along the row
+      if (bp) {
+#pragma omp simd
+        for (int64_t c = 0; c < channels; ++c) res[c] = in[c] * f + bp[c];
+      } else {
+#pragma omp simd
+        for (int64_t c = 0; c < channels; ++c) res[c] = in[c] * f;
+      }
+      continue;
+    }
     for (int64_t c = 0; c < channels; ++c) {
       const double add = bp ? bp[c] : 0.0;
       const double* ic = in + c * inner;
