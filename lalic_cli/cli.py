@@ -301,7 +301,10 @@ def weights_import(checkpoint, quality, name, force) -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoint, weights).")
 @click.option("--codec", type=click.Choice(["lalic", "mrt"]), default="lalic", show_default=True,
               help="Model family.")
-@click.option("--config", "config_name", help="Model config (see configs registry).  [default: lite; mrt-small]")
+@click.option("--stage", type=click.Choice(["tokenizer", "1", "2"]), default="2", show_default=True,
+              help="MRT: tokenizer (VQ autoencoder), 1 (align with its codes) or 2 (end to end).")
+@click.option("--config", "config_name",
+              help="Model config (see configs registry).  [default: lite; mrt-small; vq-small for the tokenizer]")
 @click.option("--lambda", "lmbda", type=float, help="Fixed-rate training at this lambda (LALIC).")
 @click.option("--variable-rate", is_flag=True, help="One model for q1..q6 (gain units).")
 @click.option("--steps", type=click.IntRange(1), default=10000, show_default=True)
@@ -316,21 +319,28 @@ def weights_import(checkpoint, quality, name, force) -> None:
 @click.option("--resume", type=click.Path(dir_okay=False), help="Checkpoint to continue from exactly.")
 @click.option("--init", type=click.Path(dir_okay=False), help="Start from these weights (fresh optimiser).")
 @click.option("--time-limit", type=click.FloatRange(min=1), help="Stop after this many seconds (checkpoint kept).")
+@click.option("--tokenizer", type=click.Path(dir_okay=False), help="MRT stage 1: the tokenizer's weights.")
+@click.option("--perceptual-weights", type=click.Path(dir_okay=False),
+              help="MRT stage 2: a torchvision VGG16 state dict, for an LPIPS-style term.")
+@click.option("--perceptual-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of that term.")
 @click.option("--export", "export_name", help="After training, write weights NAME.safetensors into --out.")
-def train(codec, config_name, lmbda, variable_rate, resume, export_name, patch, **kw) -> None:
-    """Train on a folder of images: LALIC (lambda*255^2*MSE + bpp) or MRT (rate + MSE + MS-SSIM)."""
+def train(codec, stage, config_name, lmbda, variable_rate, resume, export_name, patch, **kw) -> None:
+    """Train on a folder of images: LALIC (lambda*255^2*MSE + bpp) or MRT (rate + MSE + MS-SSIM;
+    two-stage training with --stage tokenizer, then 1, then 2 --init)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .models import get_config
-    from .train import Trainer, TrainConfig
+    from .train import Trainer, TrainConfig, recipe_for
 
-    config_name = config_name or {"lalic": "lite", "mrt": "mrt-small"}[codec]
+    recipe = recipe_for(codec, stage)
+    config_name = config_name or recipe.default_config
     try:
         get_config(config_name)
     except KeyError as e:
         raise errors.InputError(str(e.args[0])) from None
-    patch = patch or {"lalic": 128, "mrt": 256}[codec]
-    cfg = TrainConfig(config=config_name, codec=codec, lmbda=lmbda, variable_rate=variable_rate, patch=patch, **kw)
+    cfg = TrainConfig(config=config_name, codec=codec, stage=stage, lmbda=lmbda, variable_rate=variable_rate,
+                      patch=patch or recipe.default_patch, **kw)
     trainer = Trainer(cfg, resume=resume)
     columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                TimeRemainingColumn())
@@ -338,7 +348,8 @@ def train(codec, config_name, lmbda, variable_rate, resume, export_name, patch, 
         task = bar.add_task("train", total=cfg.steps, completed=trainer.step, stats="")
 
         def on_step(step: int, m: dict) -> None:
-            stats = f"loss {m['loss']:.3f}  bpp {m['bpp']:.3f}  psnr {m['psnr']:.2f}  {m['steps_per_s']:.2f} it/s"
+            shown = "  ".join(f"{k} {m[k]:{fmt}}" for k, fmt in recipe.shown)
+            stats = f"{shown}  {m['steps_per_s']:.2f} it/s"
             if "val_psnr" in m:
                 bar.console.print(f"step {step}: val bpp {m['val_bpp']:.4f}  val psnr {m['val_psnr']:.2f}")
             bar.update(task, completed=step, stats=stats)

@@ -1,7 +1,9 @@
 """Training both families: exact resume, DDP under torchrun, one recipe per family.
 
-LALIC: the paper's rate-distortion objective. MRT: one-stage end-to-end training
-(rate + MSE + MS-SSIM, spec MRT.md part B, "single-stage mode")."""
+LALIC: the paper's rate-distortion objective. MRT (spec MRT.md B.6): stage 2 is end to
+end (rate + MSE + MS-SSIM, optionally an LPIPS-style term), from scratch or from stage 1;
+stage 1 first trains a VQ tokenizer ("tokenizer"), then aligns MRT's codes with its codes
+("1"). Each (family, stage) is one recipe in ``RECIPES``."""
 
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from PIL import Image
 
 from .errors import InputError
 from .fileio import atomic_write
-from .models import LALIC, MRT, get_config
+from .losses import Perceptual, load_perceptual
+from .models import LALIC, MRT, VQTokenizer, get_config
+from .models.mrt_align import MrtAligner
 from .zoo.registry import save_weights
 
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)  # q1..q6, the official levels
@@ -51,6 +55,10 @@ class TrainConfig:
     seed: int = 0
     init: str | None = None  # weights (safetensors/checkpoint) to start from; optimiser state fresh
     time_limit: float | None = None  # seconds; stop cleanly (checkpoint written) once exceeded
+    stage: str = "2"  # MRT: "tokenizer", "1" (align with the tokenizer's codes) or "2" (end to end)
+    tokenizer: str | None = None  # stage 1: the tokenizer's weights
+    perceptual_weights: str | None = None  # stage 2: a torchvision VGG16 state dict
+    perceptual_weight: float = 1.0
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -92,6 +100,21 @@ class CropDataset:
         return torch.stack(out).float().div_(255.0)
 
 
+def _mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per image."""
+    return F.mse_loss(x_hat, x, reduction="none").reshape(x.shape[0], -1).mean(1)
+
+
+def _psnr(mse: torch.Tensor) -> torch.Tensor:
+    return 10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10)).mean()
+
+
+def _bpp(likelihoods: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per image, from MRT's per-bit likelihoods."""
+    n, _, h, w = x.shape
+    return (-torch.log2(likelihoods)).reshape(n, -1).sum(1) / (h * w)
+
+
 def rd_loss(out: dict, x: torch.Tensor, lmbda: torch.Tensor) -> dict:
     """``lambda * 255^2 * MSE + bpp`` per image, averaged; lambda may differ per image."""
     n, _, h, w = x.shape
@@ -99,36 +122,94 @@ def rd_loss(out: dict, x: torch.Tensor, lmbda: torch.Tensor) -> dict:
         (-torch.log2(l)).reshape(n, -1).sum(1) for l in out["likelihoods"].values()
     )
     bpp = bits / (h * w)
-    mse = F.mse_loss(out["x_hat"], x, reduction="none").reshape(n, -1).mean(1)
+    mse = _mse(out["x_hat"], x)
     loss = (lmbda * 255**2 * mse + bpp).mean()
-    psnr = 10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10)).mean()
-    return {"loss": loss, "bpp": bpp.mean(), "mse": mse.mean(), "psnr": psnr}
+    return {"loss": loss, "bpp": bpp.mean(), "mse": mse.mean(), "psnr": _psnr(mse)}
 
 
-def mrt_loss(out: dict, x: torch.Tensor, ms_ssim_weight: float = 5.0) -> dict:
-    """``0.01 * 255^2 * MSE + w * (1 - MS-SSIM) + bpp + 0.1 * LFQ penalty``.
+def mrt_loss(out: dict, x: torch.Tensor, ms_ssim_weight: float = 5.0,
+             perceptual: Perceptual | None = None, perceptual_weight: float = 1.0) -> dict:
+    """``0.01 * 255^2 * MSE + w * (1 - MS-SSIM) + bpp + 0.1 * LFQ penalty``, plus
+    ``perceptual_weight`` times the perceptual distance when one is given.
 
     At these rates the token budget bounds the rate, so distortion leads; the bpp
     term trains the context model (its only gradient) and makes codes predictable."""
     from pytorch_msssim import ms_ssim
 
-    n, _, h, w = x.shape
-    bpp = (-torch.log2(out["likelihoods"])).reshape(n, -1).sum(1) / (h * w)
-    mse = F.mse_loss(out["x_hat"], x, reduction="none").reshape(n, -1).mean(1)
+    bpp = _bpp(out["likelihoods"], x)
+    mse = _mse(out["x_hat"], x)
     similarity = ms_ssim(out["x_hat"].clamp(0, 1), x, data_range=1.0, size_average=False)
     loss = (0.01 * 255**2 * mse + ms_ssim_weight * (1 - similarity) + bpp).mean() + 0.1 * out["lfq_loss"]
-    psnr = 10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10)).mean()
-    return {"loss": loss, "bpp": bpp.mean(), "mse": mse.mean(), "psnr": psnr, "ms_ssim": similarity.mean()}
+    metrics = {"bpp": bpp.mean(), "mse": mse.mean(), "psnr": _psnr(mse), "ms_ssim": similarity.mean()}
+    if perceptual is not None:
+        distance = perceptual.to(x.device)(out["x_hat"], x).mean()
+        loss = loss + perceptual_weight * distance
+        metrics["lpips"] = distance
+    return {"loss": loss} | metrics
 
 
-class LalicRecipe:
-    """LALIC: lambda * 255^2 * MSE + bpp; variable rate draws one of the six lambdas per image."""
+def tokenizer_loss(out: dict, x: torch.Tensor, codes: int) -> dict:
+    """``0.01 * 255^2 * MSE`` + the quantiser's codebook and commitment terms.
 
-    multiple = 64
-    unused_parameters = False
+    ``bpp`` is the indices' cost before entropy coding (log2(codes) per 16x16 patch)."""
+    mse = _mse(out["x_hat"], x)
+    loss = 0.01 * 255**2 * mse.mean() + out["vq_loss"]
+    return {"loss": loss, "bpp": x.new_tensor(math.log2(codes) / 256), "mse": mse.mean(), "psnr": _psnr(mse),
+            "codes": x.new_tensor(float(out["indices"].unique().numel()))}
+
+
+def align_loss(out: dict, x: torch.Tensor) -> dict:
+    """Cross-entropy of the tokenizer's codes + bpp + 0.1 * LFQ penalty (stage 1).
+
+    ``acc``: the share of patches whose code is predicted; ``psnr`` (eval mode only)
+    is the generator's output, where stage 2 starts."""
+    bpp = _bpp(out["likelihoods"], x)
+    ce = F.cross_entropy(out["logits"], out["targets"])
+    metrics = {"loss": ce + bpp.mean() + 0.1 * out["lfq_loss"], "ce": ce, "bpp": bpp.mean(),
+               "acc": (out["logits"].argmax(1) == out["targets"]).float().mean()}
+    if "x_hat" in out:
+        metrics["psnr"] = _psnr(_mse(out["x_hat"], x))
+    return metrics
+
+
+class Recipe:
+    """One way of training: the model, its loss, the rates it draws, what is exported.
+
+    ``options`` names the ``TrainConfig`` options that only some recipes take; giving
+    one to another recipe is an error rather than silently ignored."""
+
+    family: str  # the config family it trains
+    default_config: str
+    default_patch: int
+    multiple = 1  # crop sides must be a multiple of this
+    unused_parameters = False  # for DDP
+    options: tuple[str, ...] = ()
+    #: metrics on the progress line, with their formats
+    shown: tuple[tuple[str, str], ...] = (("loss", ".3f"), ("bpp", ".3f"), ("psnr", ".2f"))
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
+        for option in ("tokenizer", "perceptual_weights"):
+            if getattr(cfg, option) and option not in self.options:
+                raise InputError(f"--{option.replace('_', '-')} does not apply to {cfg.codec} stage {cfg.stage}")
+
+    def _whole(self, what: str, unit: str) -> None:
+        if self.cfg.patch % self.multiple:
+            raise InputError(f"{what} trains on whole {self.multiple}-pixel {unit}: --patch must be a multiple of it")
+
+    def inference(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The part of the trained model that is exported and that ``--init`` loads."""
+        return model
+
+
+class LalicRecipe(Recipe):
+    """LALIC: lambda * 255^2 * MSE + bpp; variable rate draws one of the six lambdas per image."""
+
+    family, default_config, default_patch = "lalic", "lite", 128
+    multiple = 64
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__(cfg)
         if not cfg.variable_rate and cfg.lmbda is None:
             raise InputError("give --lambda L (fixed rate) or --variable-rate")
 
@@ -150,17 +231,20 @@ class LalicRecipe:
         return (None if not self.cfg.variable_rate else 3.0), torch.tensor([lmbda])
 
 
-class MrtRecipe:
-    """MRT: rate + MSE + MS-SSIM; each image draws one of the model's rates (bits per token)."""
+class MrtRecipe(Recipe):
+    """MRT stage 2, end to end: rate + MSE + MS-SSIM (+ the perceptual term); each image
+    draws one of the model's rates (bits per token)."""
 
+    family, default_config, default_patch = "mrt", "mrt-small", 256
     multiple = 256
     unused_parameters = True  # a batch at low rates leaves the later bit groups' context networks idle
+    options = ("perceptual_weights",)
 
     def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
-        if cfg.patch % self.multiple:
-            raise InputError(f"MRT trains on whole {self.multiple}-pixel windows: --patch must be a multiple of it")
+        super().__init__(cfg)
+        self._whole("MRT", "windows")
         self.rates = len(get_config(cfg.config).bits)
+        self.perceptual = load_perceptual(cfg.perceptual_weights) if cfg.perceptual_weights else None
 
     def build(self) -> torch.nn.Module:
         return MRT(**get_config(self.cfg.config).kwargs())
@@ -169,13 +253,94 @@ class MrtRecipe:
         return torch.randint(self.rates, (n,), generator=gen) + 1, None
 
     def loss(self, out: dict, x: torch.Tensor, _weights) -> dict:
-        return mrt_loss(out, x)
+        return mrt_loss(out, x, perceptual=self.perceptual, perceptual_weight=self.cfg.perceptual_weight)
 
     def validation(self) -> tuple[float, None]:
         return float(self.rates), None
 
 
-RECIPES = {"lalic": LalicRecipe, "mrt": MrtRecipe}
+class MrtTokenizerRecipe(Recipe):
+    """MRT stage 1, first step: the VQ tokenizer whose codes are stage 1's targets."""
+
+    family, default_config, default_patch = "vq", "vq-small", 256
+    multiple = 16
+    shown = (("loss", ".3f"), ("psnr", ".2f"), ("codes", ".0f"))
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__(cfg)
+        self._whole("The tokenizer", "patches")
+
+    def build(self) -> torch.nn.Module:
+        return VQTokenizer(**get_config(self.cfg.config).kwargs())
+
+    def sample(self, n: int, gen: torch.Generator) -> tuple[None, None]:
+        return None, None
+
+    def loss(self, out: dict, x: torch.Tensor, _weights) -> dict:
+        return tokenizer_loss(out, x, get_config(self.cfg.config).codes)
+
+    def validation(self) -> tuple[None, None]:
+        return None, None
+
+
+class MrtAlignRecipe(MrtRecipe):
+    """MRT stage 1 proper: predict the tokenizer's code of each patch (cross-entropy) + rate.
+
+    The generator starts as the tokenizer's decoder and is not trained here."""
+
+    options = ("tokenizer",)
+    shown = (("loss", ".3f"), ("ce", ".3f"), ("acc", ".3f"), ("bpp", ".4f"))
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__(cfg)
+        if not cfg.tokenizer:
+            raise InputError("stage 1 needs --tokenizer FILE: the weights that --stage tokenizer exported")
+        self.tokenizer = self._load_tokenizer(Path(cfg.tokenizer))
+
+    @staticmethod
+    def _load_tokenizer(path: Path) -> VQTokenizer:
+        """Before the trainer seeds the model's initialisation: recognising the file builds
+        models of other configs once (cached), which would shift the random numbers."""
+        from .zoo.checkpoint import build_model, load_checkpoint_file
+
+        if not path.is_file():
+            raise InputError(f"{path}: no such file (tokenizer weights)")
+        tokenizer = build_model(load_checkpoint_file(path))
+        if not isinstance(tokenizer, VQTokenizer):
+            raise InputError(f"{path}: not tokenizer weights (config {tokenizer.config_name})")
+        return tokenizer
+
+    def build(self) -> torch.nn.Module:
+        try:
+            return MrtAligner(super().build(), self.tokenizer)
+        except ValueError as e:
+            raise InputError(f"{self.cfg.tokenizer} ({self.tokenizer.config_name}) does not fit "
+                             f"{self.cfg.config}: {e}") from None
+
+    def loss(self, out: dict, x: torch.Tensor, _weights) -> dict:
+        return align_loss(out, x)
+
+    def inference(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.mrt
+
+
+#: (family, stage) -> recipe
+RECIPES = {
+    ("lalic", "2"): LalicRecipe,
+    ("mrt", "2"): MrtRecipe,
+    ("mrt", "1"): MrtAlignRecipe,
+    ("mrt", "tokenizer"): MrtTokenizerRecipe,
+}
+
+
+def recipe_for(codec: str, stage: str = "2") -> type[Recipe]:
+    try:
+        return RECIPES[codec, stage]
+    except KeyError:
+        stages = [s for c, s in RECIPES if c == codec]
+        if not stages:
+            raise InputError(f"unknown codec {codec!r} ({', '.join(sorted({c for c, _ in RECIPES}))})") from None
+        raise InputError(f"{codec} has no stage {stage!r} (stages: {', '.join(stages)})") from None
 
 
 def build_optimizers(model: torch.nn.Module, cfg: TrainConfig):
@@ -208,12 +373,11 @@ class Trainer:
         if cfg.device == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         self.device = torch.device(cfg.device, torch.cuda.current_device()) if cfg.device == "cuda" else torch.device("cpu")
-        if cfg.codec not in RECIPES:
-            raise InputError(f"unknown codec {cfg.codec!r} ({', '.join(RECIPES)})")
+        recipe = recipe_for(cfg.codec, cfg.stage)
         family = get_config(cfg.config).family
-        if family != cfg.codec:
-            raise InputError(f"config {cfg.config!r} is a {family} config, not {cfg.codec}")
-        self.recipe = RECIPES[cfg.codec](cfg)
+        if family != recipe.family:
+            raise InputError(f"config {cfg.config!r} is a {family} config, not {recipe.family}")
+        self.recipe = recipe(cfg)
         torch.manual_seed(cfg.seed)
         if cfg.device == "cuda":  # TF32 GEMMs: about 3x the fp32 rate, well inside training noise
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -266,7 +430,7 @@ class Trainer:
         from .zoo.checkpoint import canonical, load_checkpoint_file
 
         sd = canonical(load_checkpoint_file(path))
-        params = canonical(dict(self.model.named_parameters()))  # folded copies are derived
+        params = canonical(dict(self.recipe.inference(self.model).named_parameters()))  # folded copies are derived
         missing = sorted(set(params) - set(sd))
         if missing:
             raise InputError(f"{path}: no values for {len(missing)} parameters, e.g. {missing[0]}")
@@ -285,12 +449,14 @@ class Trainer:
         return dest
 
     def export_weights(self, name: str, dtype=torch.float32) -> Path:
-        """The trained model as canonical safetensors with coder-independent metadata."""
+        """The trained model (its inference part) as canonical safetensors with
+        coder-independent metadata."""
         dest = self.out / f"{name}.safetensors"
-        variable = self.cfg.variable_rate or self.cfg.codec == "mrt"
-        meta = {"config": self.cfg.config, "family": self.cfg.codec, "quality": "variable" if variable else "",
+        family = self.recipe.family
+        variable = self.cfg.variable_rate or family == "mrt"
+        meta = {"config": self.cfg.config, "family": family, "quality": "variable" if variable else "",
                 "lambda": "" if self.cfg.lmbda is None else str(self.cfg.lmbda), "steps": str(self.step)}
-        save_weights(self.model.state_dict(), dest, meta, dtype=dtype)
+        save_weights(self.recipe.inference(self.model).state_dict(), dest, meta, dtype=dtype)
         return dest
 
     # -- loop --------------------------------------------------------------------------

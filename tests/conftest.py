@@ -1,11 +1,14 @@
-"""Shared fixtures: the spec folder beside the checkout, and tiny official-layout weights."""
+"""Shared fixtures: the spec folder beside the checkout, tiny official-layout weights, and
+small generated photos for the training tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -85,3 +88,20 @@ def sample_png(tmp_path) -> Path:
     p = tmp_path / "sample.png"
     Image.fromarray((rgb * 255).round().byte().numpy(), "RGB").save(p)
     return p
+
+
+def blocky_image(h: int, w: int, seed: int = 0) -> Image.Image:
+    """Random colours on a 16-pixel grid, bilinearly smoothed: structure at MRT's patch size."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (max(1, h // 16), max(1, w // 16), 3)).astype(np.uint8)
+    return Image.fromarray(small).resize((w, h), Image.BILINEAR)
+
+
+@pytest.fixture
+def photo_folder(tmp_path) -> Path:
+    """Two images a little larger than one 256-pixel MRT window."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(2):
+        blocky_image(260 + 8 * i, 300, seed=i).save(d / f"im{i}.png")
+    return d

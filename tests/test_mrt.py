@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import blocky_image as _image
 from lalic_cli.entropy_models import BernoulliCoder
 from lalic_cli.entropy_models.bernoulli import LEVELS
 from lalic_cli.latent_codecs import BitContextCodec
@@ -206,12 +207,6 @@ def test_training_forward_rate_counts_only_the_kept_bits():
 
 # -- codec, container, CLI -------------------------------------------------------------
 
-def _image(h: int, w: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (max(1, h // 16), max(1, w // 16), 3)).astype(np.uint8)
-    return Image.fromarray(small).resize((w, h), Image.BILINEAR)
-
-
 @pytest.mark.parametrize("size", [(1, 1), (300, 2000), (37, 300)])
 def test_any_size_round_trips(mrt_weights, size):
     from lalic_cli.bitstream import read_header
@@ -317,15 +312,6 @@ def _train_cfg(folder, out, **kw):
     base = dict(data=str(folder), out=str(out), config="mrt-tiny", codec="mrt", steps=3, batch=2, patch=256,
                 lr=1e-3, checkpoint_every=100, seed=1)
     return TrainConfig(**(base | kw))
-
-
-@pytest.fixture
-def photo_folder(tmp_path):
-    d = tmp_path / "imgs"
-    d.mkdir()
-    for i in range(2):
-        _image(260 + 8 * i, 300, seed=i).save(d / f"im{i}.png")
-    return d
 
 
 def test_mrt_training_resumes_exactly_and_exports_codable_weights(photo_folder, tmp_path):

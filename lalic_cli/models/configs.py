@@ -3,7 +3,8 @@
 LALIC: ``full`` is the paper's model and the layout of the official checkpoints.
 The others shrink widths and depths for modest compute; ``tiny`` is the
 conformance-vector configuration of the spec. MRT: ``mrt-small`` is the bundled
-extreme-rate model's, ``mrt-tiny`` is for tests.
+extreme-rate model's, ``mrt-tiny`` is for tests. VQ: the tokenizers of MRT's stage-1
+training, ``vq-small`` for ``mrt-small`` and ``vq-tiny`` for ``mrt-tiny`` (same generator widths).
 """
 
 from __future__ import annotations
@@ -46,14 +47,26 @@ class MrtConfig(_Kwargs):
     description: str = field(default="", compare=False)
 
 
-CONFIGS: dict[str, ModelConfig | MrtConfig] = {}
+@dataclass(frozen=True)
+class VqConfig(_Kwargs):
+    """Arguments of ``models.vq.VQTokenizer``; ``gen_dims`` must be its MRT config's."""
+
+    family: ClassVar[str] = "vq"
+    gen_dims: tuple[int, ...]
+    codes: int
+    code_dim: int
+    description: str = field(default="", compare=False)
 
 
-def register_config(name: str, config: ModelConfig | MrtConfig) -> None:
+Config = ModelConfig | MrtConfig | VqConfig
+CONFIGS: dict[str, Config] = {}
+
+
+def register_config(name: str, config: Config) -> None:
     CONFIGS[name] = config
 
 
-def get_config(name: str) -> ModelConfig | MrtConfig:
+def get_config(name: str) -> Config:
     try:
         return CONFIGS[name]
     except KeyError:
@@ -101,4 +114,13 @@ register_config(
         dim=32, tokens=16, bits=(4, 8), depth=1, heads=2, ctx_dim=16, gen_dims=(32, 16, 16, 8, 8),
         description="MRT for tests only",
     ),
+)
+register_config(
+    "vq-small",
+    VqConfig(gen_dims=(96, 64, 32, 24, 16), codes=1024, code_dim=16,
+             description="tokenizer for mrt-small's stage 1 (its decoder is mrt-small's generator)"),
+)
+register_config(
+    "vq-tiny",
+    VqConfig(gen_dims=(32, 16, 16, 8, 8), codes=64, code_dim=8, description="tokenizer for mrt-tiny; for tests only"),
 )

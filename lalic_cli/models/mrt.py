@@ -154,19 +154,24 @@ class MRT(nn.Module):
         z = self.code_norm(z.reshape(-1, z.shape[-1]))
         return z.reshape(b, -1, z.shape[-1]), shape
 
-    def decode_latent(self, signs: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-        """+-1 codes (0 for bits not coded) ``B x (windows*K) x bits`` -> pixels."""
+    def decode_grid(self, signs: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+        """+-1 codes (0 for bits not coded) ``B x (windows*K) x bits`` -> the generator's
+        input, ``B x gen_dims[0] x H/16 x W/16``."""
         b = signs.shape[0]
         latent = self.up(signs).reshape(-1, self.tokens, self.dim)
         # mask tokens start from their latent token, repeated over its block (mirror of g_a)
         spread = F.interpolate(from_windows(latent, shape, self.grid), scale_factor=self.pool, mode="nearest")
         patches = self.mask_tokens + to_windows(spread, self.side)[0]
         _, patches = self.g_s(latent, patches, b)
-        grid = from_windows(self.to_grid(self.g_s_norm(patches)), shape, self.side)
-        return self.generator(grid)
+        return from_windows(self.to_grid(self.g_s_norm(patches)), shape, self.side)
 
-    def forward(self, x: torch.Tensor, quality: torch.Tensor | float | None = None) -> dict:
-        """Training: ``x_hat``, per-bit ``likelihoods`` (1 where not coded) and the LFQ penalty.
+    def decode_latent(self, signs: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+        """+-1 codes (0 for bits not coded) ``B x (windows*K) x bits`` -> pixels."""
+        return self.generator(self.decode_grid(signs, shape))
+
+    def quantise(self, x: torch.Tensor, quality: torch.Tensor | float | None = None) -> dict:
+        """Training up to the decoder: the kept ``signs``, the window ``shape``, per-bit
+        ``likelihoods`` (1 where not coded) and the LFQ penalty (``lfq_loss``).
 
         ``quality`` (per sample or for all) picks how many bits are kept; default: all."""
         z, shape = self.encode_latent(x)
@@ -183,7 +188,13 @@ class MRT(nn.Module):
         # bit towards what the context predicts, and the codes collapse to a constant (measured).
         # The token budget bounds the rate anyway.
         likelihoods = self.latent_codec.likelihoods(signs.detach(), kept // self.latent_codec.group_bits)
-        return {"x_hat": self.decode_latent(signs, shape), "likelihoods": likelihoods, "lfq_loss": penalty}
+        return {"signs": signs, "shape": shape, "likelihoods": likelihoods, "lfq_loss": penalty}
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor | float | None = None) -> dict:
+        """Training: ``x_hat``, per-bit ``likelihoods`` (1 where not coded) and the LFQ penalty."""
+        q = self.quantise(x, quality)
+        return {"x_hat": self.decode_latent(q["signs"], q["shape"]), "likelihoods": q["likelihoods"],
+                "lfq_loss": q["lfq_loss"]}
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, quality: float) -> dict:

@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 
 from ..errors import LalicError
-from ..models import CONFIGS, FAMILIES, LALIC, ModelConfig, MrtConfig
+from ..models import CONFIGS, FAMILIES, LALIC
+from ..models.configs import Config
 
 _OLD_EB = re.compile(r"entropy_bottleneck\._(matrix|bias|factor)(\d+)$")
 _OLD_EB_NEW = {"matrix": "matrices", "bias": "biases", "factor": "factors"}
@@ -82,23 +83,30 @@ def _without_random_init():
             layer.reset_parameters = reset
 
 
-def _construct(config: ModelConfig | MrtConfig, rates: int = 0) -> torch.nn.Module:
+def _construct(config: Config, rates: int = 0) -> torch.nn.Module:
     extra = {"num_rates": rates} if config.family == "lalic" else {}
     return FAMILIES[config.family](**config.kwargs(), **extra)
 
 
 @lru_cache(maxsize=None)
-def _expected_shapes(config: ModelConfig | MrtConfig, rates: int = 0) -> dict[str, tuple[int, ...]]:
+def _expected_shapes(config: Config, rates: int = 0) -> dict[str, tuple[int, ...]]:
     with _without_random_init():
         model = _construct(config, rates)
     return {k: tuple(v.shape) for k, v in canonical(model.state_dict()).items()}
 
 
-def _plausible(config: ModelConfig | MrtConfig, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+#: per family, the first layer's key and its width in a config: a cheap first test
+_PROBES = {
+    "lalic": ("g_a.0.weight", lambda c: c.dims[0]),
+    "mrt": ("patch_embed.weight", lambda c: c.dim),
+    "vq": ("encoder.0.weight", lambda c: c.gen_dims[-1]),
+}
+
+
+def _plausible(config: Config, shapes: Mapping[str, tuple[int, ...]]) -> bool:
     """A cheap first test before building the config's model to compare every shape."""
-    if config.family == "mrt":
-        return shapes.get("patch_embed.weight", (None,))[0] == config.dim
-    return shapes.get("g_a.0.weight", (None,))[0] == config.dims[0]
+    key, width = _PROBES[config.family]
+    return shapes.get(key, (None,))[0] == width(config)
 
 
 def detect_config(sd: Mapping[str, torch.Tensor]) -> str:

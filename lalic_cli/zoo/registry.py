@@ -146,6 +146,10 @@ def file_entry(path: Path, quality: float | None) -> WeightsEntry:
     )
 
 
+#: families of weights that code nothing, and what they are instead
+_NOT_CODECS = {"vq": "a tokenizer for training MRT's stage 1, not a codec"}
+
+
 def resolve(spec: str | None, quality: float, family: str = "lalic") -> WeightsEntry:
     """The weights of a model family to encode at ``quality``: by entry name, path, or default."""
     if spec and (os.sep in spec or spec.endswith((".pth", ".pt", ".safetensors"))):
@@ -154,7 +158,8 @@ def resolve(spec: str | None, quality: float, family: str = "lalic") -> WeightsE
             raise WeightsError(f"weights file not found: {spec}")
         entry = file_entry(path, quality)
         if entry.family != family:
-            raise WeightsError(f"{spec} holds {entry.family} weights, not {family} (use --codec {entry.family})")
+            hint = _NOT_CODECS.get(entry.family, f"use --codec {entry.family}")
+            raise WeightsError(f"{spec} holds {entry.family} weights, not {family} ({hint})")
         return entry
     entries = [e for e in catalogue() if e.family == family]
     if spec:
