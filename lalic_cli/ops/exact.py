@@ -90,8 +90,10 @@ def _scale_exponent(x: torch.Tensor, bits: int, impl: str | None = None) -> int:
 
 def quantize(x: torch.Tensor, bits: int = ACT_BITS, impl: str | None = None) -> tuple[torch.Tensor, int]:
     """``(X, s)`` with X = round(x * 2^s) integer-valued float64, |X| <= 2^bits."""
-    s = _scale_exponent(x, bits, impl)
     ext = _kernel(impl)
+    if ext is not None:
+        x = x.contiguous()  # once, not in each of the kernel's two passes
+    s = _scale_exponent(x, bits, impl)
     if ext is not None and x.numel():
         return ext.scale_round(x, s), s
     return torch.round(x.to(_F64) * pow2(s)), s
