@@ -58,28 +58,39 @@ def exact_scale_table() -> torch.Tensor:
     return exact.exp(logs).float()
 
 
+_gaussian_tables: dict[int, tuple[torch.Tensor, ...]] = {}
+
+
 def exact_gaussian_tables(gc: nn.Module) -> None:
-    """``GaussianConditional.update`` with the scale table and the pmf from exact code."""
+    """``GaussianConditional.update`` with the scale table and the pmf from exact code.
+
+    The tables depend only on constants (the scale table, the tail mass, the coder
+    precision), so they are built once per process and shared: a model has one
+    Gaussian per channel group."""
     if gc.tail_mass != 1e-9:
         raise ValueError(f"portable tables assume CompressAI's tail mass 1e-9, got {gc.tail_mass}")
-    table = exact_scale_table()
-    centre = torch.ceil(table.double() * _QUANTILE_1E9).int()
-    length = 2 * centre + 1
-    width = int(length.max())
-    samples = (torch.arange(width).int() - centre[:, None]).abs().double()
-    scales = table.double()[:, None]
+    key = int(gc.entropy_coder_precision)
+    if key not in _gaussian_tables:
+        table = exact_scale_table()
+        centre = torch.ceil(table.double() * _QUANTILE_1E9).int()
+        length = 2 * centre + 1
+        width = int(length.max())
+        samples = (torch.arange(width).int() - centre[:, None]).abs().double()
+        scales = table.double()[:, None]
 
-    def cumulative(x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * exact.erfc(_MINUS_SQRT_HALF * x)
+        def cumulative(x: torch.Tensor) -> torch.Tensor:
+            return 0.5 * exact.erfc(_MINUS_SQRT_HALF * x)
 
-    upper = cumulative((0.5 - samples) / scales)
-    lower = cumulative((-0.5 - samples) / scales)
-    pmf = (upper - lower).float()
-    tail = (2.0 * lower[:, :1]).float()
+        upper = cumulative((0.5 - samples) / scales)
+        lower = cumulative((-0.5 - samples) / scales)
+        pmf = (upper - lower).float()
+        tail = (2.0 * lower[:, :1]).float()
+        _gaussian_tables[key] = (table, gc._pmf_to_cdf(pmf, tail, length, width), -centre, length + 2)
+    table, cdf, offset, cdf_length = _gaussian_tables[key]
     gc.scale_table = table
-    gc._quantized_cdf = gc._pmf_to_cdf(pmf, tail, length, width)
-    gc._offset = -centre
-    gc._cdf_length = length + 2
+    gc._quantized_cdf = cdf
+    gc._offset = offset
+    gc._cdf_length = cdf_length
 
 
 def _logits_cumulative(eb: nn.Module, x: torch.Tensor) -> torch.Tensor:
