@@ -1,11 +1,11 @@
 // Bit-reproducible BiWKV for the portable entropy path: the operations of
-// lalic_cli/ops/exact.py (biwkv, exp) one for one, per (batch, channel) lane.
+// lalic_cli/ops/exact.py (biwkv, exp) one for one, in blocks of channels.
 //
 // Built with -ffp-contract=off and without -ffast-math, so every floating-point
 // operation is the IEEE-754 one written here, rounded once: the result is the same
 // on every x86-64 or Arm CPU, with any thread count, and equal to the PyTorch
 // reference bit for bit (tests/test_exact_ops.py checks that).  Integer sums are
-// exact in int64 (see docs/portable.md for the bounds).
+// exact (see Scan below and docs/portable.md for the bounds).
 #include <torch/extension.h>
 
 #include "exact_math.h"

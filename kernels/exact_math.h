@@ -50,22 +50,9 @@ inline double dexp(double x) {
   x = x > 700.0 ? 700.0 : x;
   const double n = round_even(x * kInvLn2);
   const double r = (x - n * kLn2Hi) - n * kLn2Lo;
-  // Horner's scheme written out (a loop here would keep the caller's channel loop
-  // from vectorising)
   double p = kTaylor[0];
-  p = p * r + kTaylor[1];
-  p = p * r + kTaylor[2];
-  p = p * r + kTaylor[3];
-  p = p * r + kTaylor[4];
-  p = p * r + kTaylor[5];
-  p = p * r + kTaylor[6];
-  p = p * r + kTaylor[7];
-  p = p * r + kTaylor[8];
-  p = p * r + kTaylor[9];
-  p = p * r + kTaylor[10];
-  p = p * r + kTaylor[11];
-  p = p * r + kTaylor[12];
-  p = p * r + kTaylor[13];
+#pragma GCC unroll 14
+  for (int i = 1; i < 14; ++i) p = p * r + kTaylor[i];
   return p * pow2_of(n);
 }
 
