@@ -139,20 +139,22 @@ def _check_terms(k: int) -> None:
         raise ValueError(f"exact ops: {k} terms per output exceed the exact bound {MAX_TERMS}")
 
 
+def _integer_gemm(x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The exact integer sums ``X @ q^T`` over the last dim of x, and X's exponent."""
+    _check_terms(q.shape[1])
+    xq, s = quantize(x)
+    return xq.reshape(-1, xq.shape[-1]) @ q.t(), s
+
+
 def linear(x: torch.Tensor, w: QuantWeight) -> torch.Tensor:
     """``x @ W^T + b`` over the last dim, exactly on the integer grid."""
-    _check_terms(w.shape[1])
-    xq, s = quantize(x)
-    acc = xq.reshape(-1, xq.shape[-1]) @ w.q.t()
+    acc, s = _integer_gemm(x, w.q)
     return w.add_bias(acc, s + w.s, 1).reshape(*x.shape[:-1], w.shape[0])
 
 
 def linear_many(x: torch.Tensor, stack: QuantStack) -> list[torch.Tensor]:
     """``[linear(x, w) for w in stack.parts]`` with one quantisation and one GEMM."""
-    c = x.shape[-1]
-    _check_terms(c)
-    xq, s = quantize(x)
-    acc = xq.reshape(-1, c) @ stack.q.t()
+    acc, s = _integer_gemm(x, stack.q)
     return [w.add_bias(a, s + w.s, 1).reshape(*x.shape[:-1], w.shape[0])
             for w, a in zip(stack.parts, acc.split(stack.sizes, 1))]
 
