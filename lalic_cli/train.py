@@ -469,11 +469,14 @@ class Trainer:
         x = self.data.batch(self.cfg.batch, self.gen).to(self.device)
         quality, weights = self.recipe.sample(x.shape[0], self.gen)
         self._set_lr()
-        self.opt.zero_grad(set_to_none=True)
+        # every gradient, the aux optimiser's too: the last step's aux gradient on the
+        # quantiles must not enter this step's clipping norm (nor make a resumed run differ)
+        self.model.zero_grad(set_to_none=True)
         out = self.net(x) if quality is None else self.net(x, quality.to(self.device))
         metrics = self.recipe.loss(out, x, weights)
         metrics["loss"].backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        main = [p for group in self.opt.param_groups for p in group["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(main, self.cfg.clip)
         if torch.isfinite(norm):
             self.opt.step()
         else:  # one bad batch must not poison the weights: skip the update, count it

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import SPEC, need, tiny_state_dict
 from lalic_cli.layers import OmniShift
@@ -77,6 +78,32 @@ def test_folded_omnishift_equals_branches():
     train_out = m(x)
     m.eval()
     torch.testing.assert_close(m(x), train_out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_training_omnishift_has_the_branch_sum_and_its_gradients(ndim):
+    """Training convolves once with the kernel folded in autograd; value and every
+    gradient must equal the four branches written out (the paper's form)."""
+    torch.manual_seed(3)
+    m = OmniShift(5, ndim=ndim).train()
+    conv = F.conv1d if ndim == 1 else F.conv2d
+    x = torch.randn((2, 5, 13) if ndim == 1 else (2, 5, 9, 11), requires_grad=True)
+    g = torch.randn_like(x)
+
+    def by_hand(x):
+        a = m.alpha
+        return (a[0] * x + a[1] * conv(x, m.conv1x1.weight, groups=5)
+                + a[2] * conv(x, m.conv3x3.weight, padding=1, groups=5)
+                + a[3] * conv(x, m.conv5x5.weight, padding=2, groups=5))
+
+    params = [x, m.alpha, m.conv1x1.weight, m.conv3x3.weight, m.conv5x5.weight]
+    want = torch.autograd.grad(by_hand(x), params, g)
+    out = m(x)
+    torch.testing.assert_close(out, by_hand(x), rtol=1e-5, atol=1e-5)
+    got = torch.autograd.grad(out, params, g)
+    for w, o in zip(want, got):
+        torch.testing.assert_close(o, w, rtol=1e-4, atol=1e-4)
+    assert m.conv5x5_reparam.weight.grad is None
 
 
 def test_wrong_layout_is_refused_with_reason():

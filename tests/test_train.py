@@ -63,6 +63,19 @@ def test_resume_is_exact(image_folder, tmp_path):
     assert whole.opt.state_dict()["state"][0]["step"] == second.opt.state_dict()["state"][0]["step"] == 4
 
 
+def test_a_left_over_aux_gradient_does_not_enter_the_update(image_folder, tmp_path):
+    """The aux step leaves a gradient on the quantiles; the next R-D step must neither
+    clip by it nor apply it."""
+    clean, dirty = (Trainer(cfg(image_folder, tmp_path / n, clip=1e-3)) for n in ("c", "d"))
+    for p in dirty.aux_opt.param_groups[0]["params"]:
+        p.grad = torch.full_like(p, 1e6)
+    for t in (clean, dirty):
+        torch.manual_seed(11)
+        t.train_step()
+    a, b = dict(clean.model.named_parameters()), dict(dirty.model.named_parameters())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_gains_interpolate_between_levels():
     m = LALIC(**get_config("tiny").kwargs(), num_rates=6)
     with torch.no_grad():

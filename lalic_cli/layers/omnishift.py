@@ -34,14 +34,18 @@ class OmniShift(nn.Module):
         self.conv5x5_reparam.weight.requires_grad_(False)
         self.register_load_state_dict_post_hook(lambda module, _keys: module.fold())
 
-    @torch.no_grad()
-    def folded_weight(self) -> torch.Tensor:
-        """The single size-5 depthwise kernel equal to the sum of the branches."""
+    def _kernel(self) -> torch.Tensor:
+        """The single size-5 depthwise kernel equal to the sum of the branches
+        (differentiable: training convolves with it and the gradient reaches every branch)."""
         w1 = F.pad(self.conv1x1.weight, (2, 2) * self.ndim)
         w3 = F.pad(self.conv3x3.weight, (1, 1) * self.ndim)
         identity = F.pad(torch.ones_like(self.conv1x1.weight), (2, 2) * self.ndim)
         a = self.alpha
         return a[0] * identity + a[1] * w1 + a[2] * w3 + a[3] * self.conv5x5.weight
+
+    @torch.no_grad()
+    def folded_weight(self) -> torch.Tensor:
+        return self._kernel()
 
     @torch.no_grad()
     def fold(self) -> None:
@@ -54,11 +58,10 @@ class OmniShift(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            a = self.alpha
-            return (
-                a[0] * x
-                + a[1] * self.conv1x1(x)
-                + a[2] * self.conv3x3(x)
-                + a[3] * self.conv5x5(x)
-            )
+            # One convolution with the branches folded in autograd, not four passes: the
+            # same function and gradients (up to rounding), 4x less activation traffic, and
+            # no 1x1 depthwise conv, which PyTorch's CPU path runs one channel at a time
+            # for small batches on one thread.
+            conv = F.conv1d if self.ndim == 1 else F.conv2d
+            return conv(x, self._kernel(), padding=2, groups=x.shape[1])
         return self.conv5x5_reparam(x)
