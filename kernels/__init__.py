@@ -59,8 +59,59 @@ def _cpu_flags() -> tuple[list[str], list[str]]:
     return cflags, ldflags
 
 
+def _cpu_key(kind: str) -> tuple[list[str], list[str], list[str]]:
+    """Compiler flags and the cache key parts of a CPU kind, without cpp_extension."""
+    import torch
+
+    cflags, ldflags = _cpu_flags()
+    if kind == "exact":
+        # IEEE operations exactly as written (no contraction into FMA; fast-math is off
+        # by default, and -fno-fast-math would turn trapping math back on, which stops
+        # selects and floors from vectorising), so the vector width the ISA flags allow
+        # cannot change a bit: each lane performs the same correctly rounded operation
+        cflags = cflags + ["-ffp-contract=off"]
+    key = [kind, torch.__version__, sys.implementation.cache_tag, platform.machine(), *cflags, *ldflags]
+    return cflags, ldflags, key
+
+
+def _tag(kind: str, key: list[str]) -> str:
+    digest = hashlib.sha256()
+    for path in [_HERE / s for s in _SOURCES[kind]] + [_HERE / h for h in _HEADERS]:
+        digest.update(path.read_bytes())
+    digest.update("\0".join(key).encode())
+    return digest.hexdigest()[:16]
+
+
+_DONE = "built.ok"  # written after a build succeeded: a library without it may be half-linked
+
+
+def _load_built(name: str, build_dir: Path):
+    """The extension of a finished build, imported directly: ``cpp_extension.load``
+    would import setuptools and run ninja just to find nothing to do (~0.3 s)."""
+    import importlib.machinery
+    import importlib.util
+
+    library = build_dir / f"{name}.so"
+    if not (build_dir / _DONE).is_file() or not library.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(name, library)
+    if spec is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _build(kind: str):
     import torch
+
+    if kind != "cuda":
+        cflags, ldflags, key = _cpu_key(kind)
+        name_tag = _tag(kind, key)
+        build_dir = cache_dir() / f"{kind}-{name_tag}"
+        module = _load_built(f"lalic_biwkv_{kind}_{name_tag}", build_dir)
+        if module is not None:
+            return module
 
     log = logging.getLogger("torch.utils.cpp_extension")  # silence its CUDA_HOME notice on import
     level = log.level
@@ -71,21 +122,11 @@ def _build(kind: str):
         log.setLevel(level)
 
     sources = [_HERE / s for s in _SOURCES[kind]]
-    if kind == "cpu":
-        cflags, ldflags = _cpu_flags()
-    elif kind == "exact":
-        # IEEE operations exactly as written (no contraction into FMA; fast-math is off
-        # by default, and -fno-fast-math would turn trapping math back on, which stops
-        # selects and floors from vectorising), so the vector width the ISA flags allow
-        # cannot change a bit: each lane performs the same correctly rounded operation
-        cflags, ldflags = _cpu_flags()
-        cflags = cflags + ["-ffp-contract=off"]
-    else:
-        cflags, ldflags = ["-O3"], []
-    cuda_flags = ["-O3"] if kind == "cuda" else []
-    key = [kind, torch.__version__, sys.implementation.cache_tag, platform.machine(),
-           *cflags, *ldflags, *cuda_flags]
+    cuda_flags: list[str] = []
     if kind == "cuda":
+        cflags, ldflags, cuda_flags = ["-O3"], [], ["-O3"]
+        key = [kind, torch.__version__, sys.implementation.cache_tag, platform.machine(),
+               *cflags, *ldflags, *cuda_flags]
         if not torch.cuda.is_available():
             raise RuntimeError("CUDA is not available")
         home = cpp_extension.CUDA_HOME
@@ -93,14 +134,10 @@ def _build(kind: str):
             raise RuntimeError(f"CUDA toolkit not found (CUDA_HOME={home}); set CUDA_HOME")
         caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
         key += [str(torch.version.cuda), str(caps), os.environ.get("TORCH_CUDA_ARCH_LIST", "")]
-    digest = hashlib.sha256()
-    for path in sources + [_HERE / h for h in _HEADERS]:
-        digest.update(path.read_bytes())
-    digest.update("\0".join(key).encode())
-    tag = digest.hexdigest()[:16]
+    tag = _tag(kind, key)
     build_dir = cache_dir() / f"{kind}-{tag}"
     build_dir.mkdir(parents=True, exist_ok=True)
-    return cpp_extension.load(
+    module = cpp_extension.load(
         name=f"lalic_biwkv_{kind}_{tag}",
         sources=[str(s) for s in sources],
         extra_cflags=cflags,
@@ -110,6 +147,8 @@ def _build(kind: str):
         build_directory=str(build_dir),
         verbose=False,
     )
+    (build_dir / _DONE).write_text("ok\n")
+    return module
 
 
 def load_extension(kind: str):

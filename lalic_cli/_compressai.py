@@ -27,9 +27,11 @@ copied or patched: the classes lalic uses are CompressAI's own. Stubbing the
 parent package instead would also work, but would mean re-implementing the
 entropy-coder settings that live in it.
 
-What is left of CompressAI's cost is ``scipy.stats``, which
-``compressai.entropy_models`` imports and needs (the Gaussian quantile in
-``GaussianConditional.update``); about 0.9 s on a 2-core machine.
+``scipy.stats`` (about 1 s on a 2-core machine) is deferred the same way.
+``compressai.entropy_models`` imports it for one call, the Gaussian quantile in
+``GaussianConditional.update``, which builds the float coder tables. The portable
+entropy path builds its tables with exact code, so an encode or decode on it never
+touches ``scipy.stats``; the float path's first ``update`` runs its real ``__init__``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = ["DEFERRED", "defer", "is_deferred"]
 
 #: deferred subpackage -> {light submodule: names its ``__init__`` re-exports from it, served before it runs}
 DEFERRED: dict[str, dict[str, tuple[str, ...]]] = {
+    "scipy.stats": {},
     "compressai.datasets": {},
     "compressai.losses": {},
     "compressai.optimizers": {},
@@ -86,27 +89,33 @@ def _deferred_package(spec: importlib.machinery.ModuleSpec, light: dict[str, tup
 
 
 def defer() -> None:
-    """Register CompressAI's heavy subpackages as deferred packages (no-op once imported).
+    """Register the heavy subpackages as deferred packages.
 
-    Only packages not yet in ``sys.modules`` are deferred, and nothing is imported
-    here: this costs a few file-system look-ups.
+    A package whose parent is already imported is left alone (CompressAI's ``__init__``
+    has then imported them all). Nothing is imported here: this costs a few
+    file-system look-ups.
     """
     with _lock:
-        if "compressai" in sys.modules:
-            return
-        try:
-            root = importlib.util.find_spec("compressai")
-        except (ImportError, ValueError):
-            return
-        if root is None or root.submodule_search_locations is None:
-            return
+        roots: dict[str, list[str] | None] = {}
         for name, light in DEFERRED.items():
-            if name in sys.modules:
+            root = name.rpartition(".")[0]
+            if root not in roots:
+                roots[root] = None if root in sys.modules else _search_locations(root)
+            locations = roots[root]
+            if locations is None or name in sys.modules:
                 continue
-            spec = importlib.machinery.PathFinder.find_spec(name, root.submodule_search_locations)
+            spec = importlib.machinery.PathFinder.find_spec(name, locations)
             if spec is None or spec.loader is None or spec.submodule_search_locations is None:
                 continue
             sys.modules[name] = _deferred_package(spec, light)
+
+
+def _search_locations(root: str) -> list[str] | None:
+    try:
+        spec = importlib.util.find_spec(root)
+    except (ImportError, ValueError):
+        return None
+    return None if spec is None else spec.submodule_search_locations
 
 
 def is_deferred(name: str) -> bool:

@@ -81,6 +81,31 @@ def test_encoding_imports_no_unrelated_compressai(tmp_path):
     assert result == []
 
 
+def test_portable_coding_needs_neither_scipy_stats_nor_the_kernel_builder(tmp_path):
+    """An encode and decode on the exact path leave ``scipy.stats`` deferred (its tables
+    are built by exact code) and load a finished kernel build without cpp_extension;
+    the float path then still gets the real ``scipy.stats``."""
+    code = """
+        import json, sys
+        from PIL import Image
+        from lalic_cli import decode_bytes, encode_image
+        from lalic_cli._compressai import is_deferred
+        img = Image.new("RGB", (40, 24), (90, 140, 200))
+        data = encode_image(img, 3)
+        decode_bytes(data)
+        before = {"stats": is_deferred("scipy.stats"),
+                  "builder": sorted(m for m in sys.modules if m in ("setuptools", "torch.utils.cpp_extension"))}
+        float_data = encode_image(img, 3, entropy="float")
+        import scipy.stats
+        print(json.dumps({**before, "float_ok": decode_bytes(float_data).size == (40, 24),
+                          "ppf": round(float(scipy.stats.norm.ppf(0.975)), 4),
+                          "stats_after_float": is_deferred("scipy.stats")}))
+        """
+    _python(code, tmp_path)  # the first run may build the kernels
+    assert _python(code, tmp_path) == {"stats": True, "builder": [], "float_ok": True, "ppf": 1.96,
+                                       "stats_after_float": False}
+
+
 def test_compressai_stays_whole_for_other_code(tmp_path):
     """After lalic, ``import compressai`` still gives every subpackage and setting."""
     result = _python(

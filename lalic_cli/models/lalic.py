@@ -130,6 +130,17 @@ class LALIC(SimpleVAECompressionModel):
             self.gain = nn.Parameter(spread.expand(num_rates, M).clone())
             self.inv_gain = nn.Parameter((1 / spread).expand(num_rates, M).clone())
 
+        # Set by the loader: CompressAI's float coder tables are built on first use of
+        # the model's own entropy path (``float_tables``), not at load. The portable path
+        # builds its own, so a process that codes only through it never pays for them.
+        self.tables_pending = False
+
+    def float_tables(self) -> None:
+        """Build CompressAI's coder tables now if the loader left them for later."""
+        if self.tables_pending:
+            self.update(force=True)
+            self.tables_pending = False
+
     @property
     def variable_rate(self) -> bool:
         return self.num_rates > 0
@@ -179,11 +190,14 @@ class LALIC(SimpleVAECompressionModel):
         g = self.gains(quality)
         y = y if g is None else y * g[0]
         if latent_codec is None:
+            self.float_tables()
             return self.latent_codec.compress(y)
         return latent_codec.compress(y.cpu())
 
     def decompress(self, strings, shape, quality: float | None = None, latent_codec: nn.Module | None = None) -> dict:
         """``x_hat`` in [0, 1], and the decoded symbols ``y_hat`` for checking."""
+        if latent_codec is None:
+            self.float_tables()
         y_hat = (latent_codec or self.latent_codec).decompress(strings, shape)["y_hat"]
         y_hat = y_hat.to(self.g_s[0].weight.device)
         g = self.gains(quality)
