@@ -1,6 +1,7 @@
 """Speed of the BiWKV implementations at the size of the first stage of a Kodak image.
 
-    python benchmarks/biwkv_speed.py [--reps 3] [--T 98304] [--C 96] [--threads N]
+    python benchmarks/biwkv_speed.py [--reps 3] [--B 1] [--T 98304] [--C 96] [--threads N]
+    python benchmarks/biwkv_speed.py --B 8 --T 4096 --C 32 --threads 1   # a training step's first stage
 
 Times every available path (PyTorch log-space scans, "scan" = float64 prefix sums, CPU kernel, and on a GPU the CUDA kernel
 and the PyTorch path there; "exact" is the CPU kernel forced onto its exact scheme,
@@ -81,8 +82,11 @@ def main() -> None:
             rows.append((dev.type, impl, tf, tb, base[0] / tf, base[1] / tb))
         ext = kernels.load_extension("cpu") if dev.type == "cpu" else None
         if ext is not None:  # the CPU kernel's exact scheme alone, as when the fast path does not apply
-            te = timed(lambda: ext.forward(w, u, k.contiguous(), v.contiguous(), exact=True), dev, args.reps)
-            rows.append((dev.type, "exact", te, float("nan"), base[0] / te, float("nan")))
+            kc, vc = k.contiguous(), v.contiguous()
+            te = timed(lambda: ext.forward(w, u, kc, vc, exact=True), dev, args.reps)
+            teb = timed(lambda: (ext.forward(w, u, kc, vc, exact=True), ext.backward(w, u, kc, vc, gy, exact=True)),
+                        dev, args.reps)
+            rows.append((dev.type, "exact", te, teb, base[0] / te, base[1] / teb))
 
     print(f"BiWKV  B={B} T={T} C={C}  torch {torch.__version__}  threads={torch.get_num_threads()}"
           f"  median of {args.reps}")

@@ -46,6 +46,7 @@ struct Problem {
 struct Scratch {
   std::vector<acc_t> ckpt, chunk;
   std::vector<float> rec;
+  std::vector<acc_t> fy, fg, fv, fk;  // fast backward: T x n each
 };
 
 // One-sided running sums for W channels, relative to their reference term:
@@ -238,6 +239,118 @@ void fast_forward(const Problem& P, int64_t off, int n, FastState& st, Scratch& 
   }
 }
 
+// Fast backward, under the same conditions as fast_forward.  Relative to kmax,
+// e_i = e^{k_i - kmax}, q = e^{-w}, and a term at distance d = |t-i|-1 weighs
+// q^d e_i (e^u e_t on the diagonal).  With den_t the relative denominator and
+// g_t = gy_t / den_t:
+//   gv_i = e_i A_i, gk_i = e_i (v_i A_i - B_i), A_i = sum_t q^d g_t, B_i = sum_t q^d g_t y_t
+//   gu = sum_t g_t e^u e_t (v_t - y_t)
+//   gw = -sum_t g_t sum_{i != t} d q^d e_i (v_i - y_t)
+// The distance-weighted sums R = sum d q^d x follow R <- q (R + S) alongside S <- q S + x.
+// Four passes over T in double: future sums of e, e v (for y); y and g; the future
+// halves of A, B and gw; the past halves and the diagonal.
+// One-sided sums of the fast backward, all decaying by q per step: g (s1), g y (s2),
+// e v (s3), e (s4), and the distance-weighted sums of e v (r1) and e (r2).
+struct GradSums {
+  alignas(64) double s1[kFastWidth], s2[kFastWidth], s3[kFastWidth], s4[kFastWidth];
+  alignas(64) double r1[kFastWidth], r2[kFastWidth];
+  void reset(int n) {
+    for (int c = 0; c < n; ++c) s1[c] = s2[c] = s3[c] = s4[c] = r1[c] = r2[c] = 0.0;
+  }
+  // add the term of the current position (the sums then hold one step further)
+  inline void push(int c, double q, double g, double y, double e, double v) {
+    r1[c] = q * (r1[c] + s3[c]);
+    r2[c] = q * (r2[c] + s4[c]);
+    s1[c] = q * s1[c] + g;
+    s2[c] = q * s2[c] + g * y;
+    s3[c] = q * s3[c] + e * v;
+    s4[c] = q * s4[c] + e;
+  }
+};
+
+void fast_backward(const Problem& P, int64_t off, int n, FastState& st, Scratch& ws) {
+  const int64_t T = P.T, C = P.C, b = off / (T * C), c0 = off % C;
+  const float *w = P.w + c0, *u = P.u + c0;
+  alignas(64) double q[kFastWidth], eu[kFastWidth], s1[kFastWidth], s2[kFastWidth];
+  alignas(64) double s3[kFastWidth], s4[kFastWidth], gw[kFastWidth], gu[kFastWidth];
+  for (int c = 0; c < n; ++c) {
+    q[c] = std::exp(-static_cast<double>(w[c]));
+    eu[c] = std::exp(static_cast<double>(u[c]));
+    s1[c] = s2[c] = s3[c] = s4[c] = gw[c] = gu[c] = 0.0;
+  }
+  const float* kmax = st.kmax;
+  const size_t len = static_cast<size_t>(T) * n;
+  ws.fy.resize(len);
+  ws.fg.resize(len);
+  ws.fv.resize(len);
+  ws.fk.resize(len);
+  double *Y = ws.fy.data(), *G = ws.fg.data(), *HV = ws.fv.data(), *HK = ws.fk.data();
+  // 1. future sums of e v (s1) and e (s2) at each t, parked in Y and G
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const float *kt = P.k + off + t * C, *vt = P.v + off + t * C;
+    double *yt = Y + t * n, *gt = G + t * n;
+#pragma omp simd
+    for (int c = 0; c < n; ++c) {
+      const double e = fexp(kt[c] - kmax[c]);
+      yt[c] = s1[c];
+      gt[c] = s2[c];
+      s1[c] = q[c] * s1[c] + e * vt[c];
+      s2[c] = q[c] * s2[c] + e;
+    }
+  }
+  // 2. y_t and g_t = gy_t / den_t (past sums in s3, s4)
+  for (int64_t t = 0; t < T; ++t) {
+    const float *kt = P.k + off + t * C, *vt = P.v + off + t * C, *gyt = P.gy + off + t * C;
+    double *yt = Y + t * n, *gt = G + t * n;
+#pragma omp simd
+    for (int c = 0; c < n; ++c) {
+      const double e = fexp(kt[c] - kmax[c]), ec = eu[c] * e;
+      const double den = s4[c] + gt[c] + ec;
+      yt[c] = (s3[c] + yt[c] + ec * vt[c]) / den;
+      gt[c] = gyt[c] / den;
+      s3[c] = q[c] * s3[c] + e * vt[c];
+      s4[c] = q[c] * s4[c] + e;
+    }
+  }
+  // 3. future halves of A, B and gw
+  GradSums sums;
+  sums.reset(n);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const float *kt = P.k + off + t * C, *vt = P.v + off + t * C;
+    const double *yt = Y + t * n, *gt = G + t * n;
+    double *hv = HV + t * n, *hk = HK + t * n;
+#pragma omp simd
+    for (int c = 0; c < n; ++c) {
+      const double e = fexp(kt[c] - kmax[c]), v = vt[c], y = yt[c], g = gt[c];
+      hv[c] = sums.s1[c];
+      hk[c] = v * sums.s1[c] - sums.s2[c];
+      gw[c] -= g * (sums.r1[c] - y * sums.r2[c]);
+      sums.push(c, q[c], g, y, e, v);
+    }
+  }
+  // 4. past halves and the diagonal; write gk, gv
+  sums.reset(n);
+  for (int64_t t = 0; t < T; ++t) {
+    const float *kt = P.k + off + t * C, *vt = P.v + off + t * C;
+    const double *yt = Y + t * n, *gt = G + t * n, *hv = HV + t * n, *hk = HK + t * n;
+    float *gkt = P.gk + off + t * C, *gvt = P.gv + off + t * C;
+#pragma omp simd
+    for (int c = 0; c < n; ++c) {
+      const double e = fexp(kt[c] - kmax[c]), v = vt[c], y = yt[c], g = gt[c], ge = eu[c] * g;
+      const double a = sums.s1[c] + hv[c] + ge;
+      gvt[c] = static_cast<float>(e * a);
+      gkt[c] = static_cast<float>(e * (v * (sums.s1[c] + ge) - (sums.s2[c] + ge * y) + hk[c]));
+      gu[c] += ge * e * (v - y);
+      gw[c] -= g * (sums.r1[c] - y * sums.r2[c]);
+      sums.push(c, q[c], g, y, e, v);
+    }
+  }
+  for (int c = 0; c < n; ++c) {
+    P.gw[b * C + c0 + c] = gw[c];
+    P.gu[b * C + c0 + c] = gu[c];
+  }
+}
+
 template <int W>
 void forward_task(const Problem& P, int64_t b, int64_t c0, Scratch& ws) {
   const int64_t off = b * P.T * P.C + c0, C = P.C;
@@ -426,7 +539,9 @@ void exact_forward_range(const Problem& P, int64_t b, int64_t c0, int64_t c1, Sc
 
 // Fast path over groups of channels (as few as fill the threads, at most
 // kFastWidth wide); a group where it does not apply takes the exact path.
-void run_fast_forward(const Problem& P) {
+// Fast(P, off, n, st, ws) and Exact(P, b, c0, c1, ws) run one group.
+template <typename Fast, typename Exact>
+void run_fast_groups(const Problem& P, Fast fast, Exact exact) {
   const int64_t threads = std::max(1, at::get_num_threads());
   // groups per batch element: enough for the width limit, and with B = 1 a multiple
   // of the thread count, so that no thread idles in the last round
@@ -444,12 +559,14 @@ void run_fast_forward(const Problem& P) {
       const int n = static_cast<int>(std::min(width, P.C - c0));
       const int64_t off = b * P.T * P.C + c0;
       if (fast_applies(P, off, n, st))
-        fast_forward(P, off, n, st, ws);
+        fast(P, off, n, st, ws);
       else
-        exact_forward_range(P, b, c0, c0 + n, ws);
+        exact(P, b, c0, c0 + n, ws);
     }
   }
 }
+
+void run_fast_forward(const Problem& P) { run_fast_groups(P, fast_forward, exact_forward_range); }
 
 struct Backward {
   template <int W>
@@ -457,6 +574,14 @@ struct Backward {
     backward_task<W>(P, b, c0, ws);
   }
 };
+
+// Exact backward for channels [c0, c1) of batch element b, 16 (then 1) at a time.
+void exact_backward_range(const Problem& P, int64_t b, int64_t c0, int64_t c1, Scratch& ws) {
+  for (; c0 + 16 <= c1; c0 += 16) backward_task<16>(P, b, c0, ws);
+  for (; c0 < c1; ++c0) backward_task<1>(P, b, c0, ws);
+}
+
+void run_fast_backward(const Problem& P) { run_fast_groups(P, fast_backward, exact_backward_range); }
 
 void check_inputs(const torch::Tensor& w, const torch::Tensor& u, const torch::Tensor& k,
                   const torch::Tensor& v) {
@@ -504,7 +629,7 @@ torch::Tensor forward(torch::Tensor w, torch::Tensor u, torch::Tensor k, torch::
 }
 
 std::vector<torch::Tensor> backward(torch::Tensor w, torch::Tensor u, torch::Tensor k,
-                                    torch::Tensor v, torch::Tensor gy) {
+                                    torch::Tensor v, torch::Tensor gy, bool exact) {
   check_inputs(w, u, k, v);
   TORCH_CHECK(gy.sizes() == k.sizes() && gy.scalar_type() == torch::kFloat32 &&
                   gy.is_contiguous() && gy.device().is_cpu(),
@@ -520,7 +645,10 @@ std::vector<torch::Tensor> backward(torch::Tensor w, torch::Tensor u, torch::Ten
     P.gw = gw.data_ptr<double>();
     P.gu = gu.data_ptr<double>();
     pybind11::gil_scoped_release nogil;
-    run_tasks<Backward>(P);
+    if (exact)
+      run_tasks<Backward>(P);
+    else
+      run_fast_backward(P);
   }
   return {gw.sum(0).to(torch::kFloat32), gu.sum(0).to(torch::kFloat32), gk, gv};
 }
@@ -532,5 +660,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "BiWKV forward: (w, u, k, v) -> y; exact=True skips the fast path",
         pybind11::arg("w"), pybind11::arg("u"), pybind11::arg("k"), pybind11::arg("v"),
         pybind11::arg("exact") = false);
-  m.def("backward", &backward, "BiWKV backward: (w, u, k, v, gy) -> (gw, gu, gk, gv)");
+  m.def("backward", &backward,
+        "BiWKV backward: (w, u, k, v, gy) -> (gw, gu, gk, gv); exact=True skips the fast path",
+        pybind11::arg("w"), pybind11::arg("u"), pybind11::arg("k"), pybind11::arg("v"),
+        pybind11::arg("gy"), pybind11::arg("exact") = false);
 }

@@ -198,6 +198,34 @@ def test_cpu_kernel_backward(T, wkind):
         assert_rel_close(a, b, 2e-4, f"grad {name}")
 
 
+@pytest.mark.parametrize("T", [2, 33, 1000, 4097])
+def test_cpu_kernel_fast_backward(T):
+    """Where the forward's fast path applies the backward takes its own (plain decaying
+    double sums); it must meet the exact scheme's bound against the formula's gradients."""
+    ext = cpu_ext()
+    B, C = sizes(T)
+    xs, _ = case(B, T, C, "model", kscale=30.0)
+    gy = torch.randn(B, T, C, generator=torch.Generator().manual_seed(T + 1), dtype=torch.float64)
+    args = [x.float().contiguous() for x in xs]
+    fast = ext.backward(*args, gy.float())
+    exact = ext.backward(*args, gy.float(), exact=True)
+    want = torch_grads(xs, gy)
+    for name, a, e, b in zip("wukv", fast, exact, want):
+        assert_rel_close(a, b, 2e-4, f"fast grad {name}")
+        assert_rel_close(e, b, 2e-4, f"exact grad {name}")
+    assert not torch.equal(fast[2], exact[2]), "the fast backward did not run"
+
+
+@pytest.mark.parametrize("kscale, wkind", [(50.0, "model"), (3.0, "huge")])
+def test_cpu_kernel_backward_falls_back_to_the_exact_scheme(kscale, wkind):
+    ext = cpu_ext()
+    xs, _ = case(2, 1000, 17, wkind, kscale=kscale)
+    gy = torch.randn(2, 1000, 17, generator=torch.Generator().manual_seed(9))
+    args = [x.float().contiguous() for x in xs]
+    for a, e in zip(ext.backward(*args, gy), ext.backward(*args, gy, exact=True)):
+        assert torch.equal(a, e)
+
+
 @pytest.mark.parametrize("threads", [1, 4])
 def test_cpu_kernel_block_widths(threads):
     # the kernel uses 16-channel blocks, or 8-channel blocks when that leaves threads idle:
