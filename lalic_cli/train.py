@@ -374,7 +374,7 @@ class Trainer:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         self.device = torch.device(cfg.device, torch.cuda.current_device()) if cfg.device == "cuda" else torch.device("cpu")
         recipe = recipe_for(cfg.codec, cfg.stage)
-        family = get_config(cfg.config).family
+        family = get_config(cfg.config).family if model is None else recipe.family  # a given model: its own
         if family != recipe.family:
             raise InputError(f"config {cfg.config!r} is a {family} config, not {recipe.family}")
         self.recipe = recipe(cfg)

@@ -76,6 +76,18 @@ def test_a_left_over_aux_gradient_does_not_enter_the_update(image_folder, tmp_pa
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_given_model_trains_under_its_own_name(image_folder, tmp_path):
+    """benchmarks/train_control.py trains CompressAI's mbt2018-mean with lalic's recipe: a
+    model passed in needs no registered config."""
+    from compressai.zoo import mbt2018_mean
+
+    model = mbt2018_mean(quality=1, pretrained=False)
+    t = Trainer(cfg(image_folder, tmp_path / "ctrl", config="mbt2018-mean", variable_rate=False, lmbda=0.0067,
+                    steps=1), model=model)
+    t.run()
+    assert t.step == 1 and t.model is model and (tmp_path / "ctrl" / "checkpoint.pt").is_file()
+
+
 def test_gains_interpolate_between_levels():
     m = LALIC(**get_config("tiny").kwargs(), num_rates=6)
     with torch.no_grad():
