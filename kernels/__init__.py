@@ -7,7 +7,8 @@
 it cannot be built.  The hash covers the sources, torch, Python, the machine and
 the compiler flags (and the CUDA version and GPU architectures), so a cache shared
 between machines is safe; concurrent builds are serialised by cpp_extension's lock
-file in the build directory.  Results are memoised per process.
+file in the build directory.  A build that finished (marked by ``built.ok``) is
+imported directly, without importing cpp_extension.  Results are memoised per process.
 """
 
 from __future__ import annotations
@@ -88,7 +89,6 @@ _DONE = "built.ok"  # written after a build succeeded: a library without it may 
 def _load_built(name: str, build_dir: Path):
     """The extension of a finished build, imported directly: ``cpp_extension.load``
     would import setuptools and run ninja just to find nothing to do (~0.3 s)."""
-    import importlib.machinery
     import importlib.util
 
     library = build_dir / f"{name}.so"
