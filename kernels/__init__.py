@@ -105,11 +105,11 @@ def _load_built(name: str, build_dir: Path):
 def _build(kind: str):
     import torch
 
+    cuda_flags: list[str] = []
     if kind != "cuda":
         cflags, ldflags, key = _cpu_key(kind)
-        name_tag = _tag(kind, key)
-        build_dir = cache_dir() / f"{kind}-{name_tag}"
-        module = _load_built(f"lalic_biwkv_{kind}_{name_tag}", build_dir)
+        tag = _tag(kind, key)
+        module = _load_built(f"lalic_biwkv_{kind}_{tag}", cache_dir() / f"{kind}-{tag}")
         if module is not None:
             return module
 
@@ -122,7 +122,6 @@ def _build(kind: str):
         log.setLevel(level)
 
     sources = [_HERE / s for s in _SOURCES[kind]]
-    cuda_flags: list[str] = []
     if kind == "cuda":
         cflags, ldflags, cuda_flags = ["-O3"], [], ["-O3"]
         key = [kind, torch.__version__, sys.implementation.cache_tag, platform.machine(),
@@ -134,7 +133,7 @@ def _build(kind: str):
             raise RuntimeError(f"CUDA toolkit not found (CUDA_HOME={home}); set CUDA_HOME")
         caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
         key += [str(torch.version.cuda), str(caps), os.environ.get("TORCH_CUDA_ARCH_LIST", "")]
-    tag = _tag(kind, key)
+        tag = _tag(kind, key)
     build_dir = cache_dir() / f"{kind}-{tag}"
     build_dir.mkdir(parents=True, exist_ok=True)
     module = cpp_extension.load(

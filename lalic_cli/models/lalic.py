@@ -130,16 +130,11 @@ class LALIC(SimpleVAECompressionModel):
             self.gain = nn.Parameter(spread.expand(num_rates, M).clone())
             self.inv_gain = nn.Parameter((1 / spread).expand(num_rates, M).clone())
 
-        # Set by the loader: CompressAI's float coder tables are built on first use of
-        # the model's own entropy path (``float_tables``), not at load. The portable path
-        # builds its own, so a process that codes only through it never pays for them.
-        self.tables_pending = False
-
     def float_tables(self) -> None:
-        """Build CompressAI's coder tables now if the loader left them for later."""
-        if self.tables_pending:
-            self.update(force=True)
-            self.tables_pending = False
+        """Build CompressAI's coder tables where they are still empty. The loader leaves
+        them for the first use of the model's own entropy path: the portable path builds
+        its own, so a process that codes only through it never pays for them."""
+        self.update()
 
     @property
     def variable_rate(self) -> bool:

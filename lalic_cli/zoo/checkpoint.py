@@ -170,7 +170,6 @@ def build_model(sd: Mapping[str, torch.Tensor], config: str | None = None) -> to
             full[k] = t.to(full[k].dtype)
     nn.Module.load_state_dict(model, full)
     model.eval()
-    model.tables_pending = True
     model.config_name = name
     return model
 
