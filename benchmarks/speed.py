@@ -8,7 +8,9 @@
 Random weights are fine for timing: the work per pixel does not depend on the values.
 Real coding is included (rANS through CompressAI's coder). The two models run
 interleaved (LALIC, ELIC, LALIC, ELIC, ...) so that drift in machine load hits both;
-medians over --reps after one warm-up each, and the ratio LALIC / ELIC.
+medians over --reps after one warm-up each, and the ratio LALIC / ELIC. Beside the
+times: each call's GFLOP (``torch.utils.flop_counter``) and the rate reached, and the
+machine's float32 GEMM rate, which bounds how fast LALIC's arithmetic can go here.
 
 ``--allocator tuned`` (the default) applies what ``lalic`` itself applies at start-up
 (``lalic_cli.runtime.tune_allocator``) to the whole process, so both models get it.
@@ -66,6 +68,25 @@ def _coders(model, x: torch.Tensor):
     return (lambda: model.compress(x)), (lambda: model.decompress(out["strings"], out["shape"]))
 
 
+def gflop(fn) -> float:
+    """Floating-point work of one call as ``torch.utils.flop_counter`` counts it
+    (convolutions and matrix products; element-wise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def sgemm_gflops(n: int = 2048, reps: int = 5) -> float:
+    """The machine's float32 GEMM rate on a large square product: what a perfectly
+    GEMM-bound transform could reach here."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    return 2 * n**3 / 1e9 / statistics.median(_timed(lambda: torch.mm(a, b)) for _ in range(reps))
+
+
 def _peak_rss_gb() -> float:
     from lalic_cli.memory import peak_rss_bytes
 
@@ -84,13 +105,22 @@ def side_by_side(args) -> None:
             for op in (0, 1):
                 for name, fns in zip(names, coders):
                     times[name, op].append(_timed(fns[op]))
+        flops = {(n, op): gflop(fns[op]) for n, fns in zip(names, coders) for op in (0, 1)}
     med = {key: statistics.median(v) for key, v in times.items()}
     print(f"\n{h}x{w}, interleaved, median of {args.reps} after a warm-up (seconds)\n")
-    print("| model | compress s | decompress s |\n|---|---|---|")
-    for name in names:
-        print(f"| {name} | {med[name, 0]:.2f} | {med[name, 1]:.2f} |")
+    print("| model | compress s | decompress s | compress GFLOP | decompress GFLOP | compress GFLOP/s | decompress GFLOP/s |")
+    print("|---|---|---|---|---|---|---|")
+    for n in names:
+        print(f"| {n} | {med[n, 0]:.2f} | {med[n, 1]:.2f} | {flops[n, 0]:.1f} | {flops[n, 1]:.1f} | "
+              f"{flops[n, 0] / med[n, 0]:.1f} | {flops[n, 1] / med[n, 1]:.1f} |")
     (a, b) = names
-    print(f"| ratio LALIC / ELIC | {med[a, 0] / med[b, 0]:.2f} | {med[a, 1] / med[b, 1]:.2f} |")
+    print(f"| ratio LALIC / ELIC | {med[a, 0] / med[b, 0]:.2f} | {med[a, 1] / med[b, 1]:.2f} | "
+          f"{flops[a, 0] / flops[b, 0]:.2f} | {flops[a, 1] / flops[b, 1]:.2f} | | |")
+    peak = sgemm_gflops()
+    print(f"\nfloat32 GEMM on this machine (torch.mm 2048^3, median of 5): {peak:.1f} GFLOP/s. At that rate "
+          f"LALIC's arithmetic alone takes {flops[a, 0] / peak:.2f} s / {flops[a, 1] / peak:.2f} s, "
+          f"a ratio of at least {flops[a, 0] / peak / med[b, 0]:.2f} / {flops[a, 1] / peak / med[b, 1]:.2f} "
+          "against ELIC as measured.")
 
 
 def one_size(args) -> None:

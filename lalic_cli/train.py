@@ -413,6 +413,15 @@ class Trainer:
             "config": asdict(self.cfg),
         }
 
+    def _rank_states(self) -> list[dict] | None:
+        """Every rank's crop generator and RNG states (a collective: all ranks call it);
+        without them a resumed DDP run would give every rank rank 0's crops."""
+        if self.world == 1:
+            return None
+        states: list = [None] * self.world
+        dist.all_gather_object(states, {"gen": self.gen.get_state(), "rng": _rng_state()})
+        return states
+
     def load(self, path: str) -> None:
         st = torch.load(path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(st["model"])
@@ -420,8 +429,17 @@ class Trainer:
         if self.aux_opt:
             self.aux_opt.load_state_dict(st["aux_opt"])
         self.step = st["step"]
-        self.gen.set_state(st["gen"])
-        _set_rng_state(st["rng"])
+        ranks = st.get("ranks")
+        if ranks is not None and len(ranks) == self.world:
+            self.gen.set_state(ranks[self.rank]["gen"])
+            _set_rng_state(ranks[self.rank]["rng"])
+        elif self.rank == 0:
+            self.gen.set_state(st["gen"])
+            _set_rng_state(st["rng"])
+        else:  # another world size: ranks beyond 0 start streams of their own
+            seed = (self.cfg.seed * 1000 + self.rank) * 1_000_003 + self.step
+            self.gen.manual_seed(seed)
+            torch.manual_seed(seed)
 
     def _init_from(self, path: str) -> None:
         """Parameters only: buffers (coder tables, the likelihood lower bound) stay the model's
@@ -440,13 +458,26 @@ class Trainer:
                     raise InputError(f"{path}: {k} has shape {tuple(sd[k].shape)}, the model {tuple(p.shape)}")
                 p.copy_(sd[k].to(p.dtype))
 
-    def save_checkpoint(self) -> Path | None:
+    def save_checkpoint(self, collective: bool = True) -> Path | None:
+        """Rank 0 writes; ``collective`` (every rank calls at the same step) adds each
+        rank's RNG states. After an error the other ranks may be gone: not collective."""
+        ranks = self._rank_states() if collective else None
         if self.rank != 0:
             return None
         self.out.mkdir(parents=True, exist_ok=True)
         dest = self.out / "checkpoint.pt"
-        atomic_write(dest, lambda p: torch.save(self.state(), p), force=True)
+        state = self.state() | ({"ranks": ranks} if ranks else {})
+        atomic_write(dest, lambda p: torch.save(state, p), force=True)
         return dest
+
+    def _agree(self, stop: bool) -> bool:
+        """Stop when any rank wants to (a signal, its clock): ranks that leave the loop
+        at different steps would wait for each other's gradients forever."""
+        if self.world == 1:
+            return stop
+        flag = torch.tensor([float(stop)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     def export_weights(self, name: str, dtype=torch.float32) -> Path:
         """The trained model (its inference part) as canonical safetensors with
@@ -521,11 +552,12 @@ class Trainer:
         def request_stop(*_):
             stop["flag"] = True
 
-        previous = signal.signal(signal.SIGTERM, request_stop) if self.rank == 0 else None
+        previous = signal.signal(signal.SIGTERM, request_stop)  # torchrun signals every rank
         t0, s0 = time.perf_counter(), self.step
         try:
-            while self.step < self.cfg.steps and not stop["flag"]:
-                if self.cfg.time_limit is not None and time.perf_counter() - t0 > self.cfg.time_limit:
+            while self.step < self.cfg.steps:
+                late = self.cfg.time_limit is not None and time.perf_counter() - t0 > self.cfg.time_limit
+                if self._agree(stop["flag"] or late):
                     break
                 m = self.train_step()
                 m["steps_per_s"] = (self.step - s0) / (time.perf_counter() - t0)
@@ -537,7 +569,10 @@ class Trainer:
                     on_step(self.step, m)
                 if self.step % self.cfg.checkpoint_every == 0:
                     self.save_checkpoint()
-        finally:
+        except BaseException:  # Ctrl-C or an error: keep what rank 0 has, without waiting on others
+            self.save_checkpoint(collective=False)
+            raise
+        else:
             self.save_checkpoint()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
