@@ -348,6 +348,8 @@ def train(codec, stage, config_name, lmbda, variable_rate, resume, export_name, 
         task = bar.add_task("train", total=cfg.steps, completed=trainer.step, stats="")
 
         def on_step(step: int, m: dict) -> None:
+            if trainer.rank != 0:  # under torchrun one rank reports
+                return
             shown = "  ".join(f"{k} {m[k]:{fmt}}" for k, fmt in recipe.shown)
             stats = f"{shown}  {m['steps_per_s']:.2f} it/s"
             if "val_psnr" in m:
