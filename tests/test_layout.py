@@ -108,6 +108,16 @@ def test_training_omnishift_has_the_branch_sum_and_its_gradients(ndim):
     assert m.conv5x5_reparam.weight.grad is None
 
 
+def test_omnishift_gradients_have_the_parameters_layout():
+    """From a channels-last input the kernel's gradient comes with other strides on the
+    size-1 dim; DDP's gradient buckets expect the parameters' own (and warn otherwise)."""
+    m = OmniShift(6).train()
+    x = torch.randn(2, 6, 9, 9).contiguous(memory_format=torch.channels_last)
+    m(x).square().sum().backward()
+    for conv in (m.conv1x1, m.conv3x3, m.conv5x5):
+        assert conv.weight.grad.stride() == conv.weight.stride()
+
+
 def test_wrong_layout_is_refused_with_reason():
     sd = tiny_state_dict()
     sd.pop("g_a.0.bias")

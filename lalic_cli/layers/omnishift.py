@@ -63,5 +63,9 @@ class OmniShift(nn.Module):
             # no 1x1 depthwise conv, which PyTorch's CPU path runs one channel at a time
             # for small batches on one thread.
             conv = F.conv1d if self.ndim == 1 else F.conv2d
-            return conv(x, self._kernel(), padding=2, groups=x.shape[1])
+            kernel = self._kernel()
+            if kernel.requires_grad:  # a channels-last input gives the kernel's gradient
+                # size-1-dim strides DDP's buckets do not match (a warning per rank)
+                kernel.register_hook(lambda g: g.clone(memory_format=torch.contiguous_format))
+            return conv(x, kernel, padding=2, groups=x.shape[1])
         return self.conv5x5_reparam(x)
