@@ -17,11 +17,10 @@ import argparse
 import platform
 import statistics
 import tempfile
-import time
 
 import torch
 
-from speed import gflop, sgemm_gflops
+from speed import _timed, gflop, sgemm_gflops
 
 from lalic_cli.train import Trainer, TrainConfig
 
@@ -46,11 +45,7 @@ def main() -> None:
         trainer = Trainer(cfg)
         for _ in range(2):
             trainer.train_step()
-        times = []
-        for _ in range(args.steps):
-            t0 = time.perf_counter()
-            trainer.train_step()
-            times.append(time.perf_counter() - t0)
+        times = [_timed(trainer.train_step) for _ in range(args.steps)]
         work = gflop(trainer.train_step)
     s = statistics.median(times)
     peak = sgemm_gflops()
