@@ -1,0 +1,80 @@
+"""How close each quality sits to what the transforms alone can reconstruct.
+
+    python benchmarks/transform_ceiling.py ../shared/data/kodak --weights 24167=weights/lalic-small-vr.safetensors
+
+The "ceiling" is the PSNR of ``g_s(g_a(x))`` with no quantisation at all (through the
+highest quality's gain and inverse gain, which need not multiply to one): spending more
+bits on that quality's latents cannot take it past this. When the best quality sits within a few
+tenths of a dB of it, the high rates are limited by the transforms' fidelity, not by
+the entropy model or the gain table, and only training the transforms raises them.
+Each quality is measured in eval mode (rounded latents): the PSNR is real decoding's
+(tests/test_transform_ceiling.py); the bpp is the ideal code length from the model's
+likelihoods, a few percent below real files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lalic_cli.zoo.checkpoint import build_model, load_checkpoint_file
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return -10 * math.log10(((a - b) ** 2).mean().item())
+
+
+def load(path: Path) -> torch.Tensor:
+    rgb = np.array(Image.open(path).convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None]
+
+
+@torch.no_grad()
+def measure(model: torch.nn.Module, x: torch.Tensor, qualities: list[float]) -> dict[str, tuple[float, float]]:
+    """``{"ceiling": (nan, dB), "q<n>": (bpp, dB)}`` for one image."""
+    y = model.analysis(x)
+    g, inv = model.gains(max(qualities)) if model.variable_rate else (1.0, 1.0)
+    out = {"ceiling": (math.nan, psnr(model.synthesis(y * g * inv).clamp(0, 1), x))}
+    for q in qualities:
+        g, inv = model.gains(q) if model.variable_rate else (1.0, 1.0)
+        coded = model.latent_codec(y * g)
+        x_hat = model.synthesis(coded["y_hat"] * inv).clamp(0, 1)
+        bits = sum(-torch.log2(p).sum().item() for p in coded["likelihoods"].values())
+        out[f"q{q:g}"] = (bits / (x.shape[2] * x.shape[3]), psnr(x_hat, x))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("images", type=Path, help="an image or a folder of PNGs")
+    ap.add_argument("--weights", action="append", required=True, metavar="LABEL=PATH",
+                    help="weights to measure (repeat to compare several)")
+    ap.add_argument("-q", "--quality", type=float, nargs="+", default=[4, 5, 6])
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    paths = sorted(args.images.glob("*.png")) if args.images.is_dir() else [args.images]
+    if not paths:
+        raise SystemExit(f"no PNG images in {args.images}")
+    images = [load(p) for p in paths]
+    cols = ["ceiling"] + [f"q{q:g}" for q in args.quality]
+    print(f"{len(paths)} images; mean PSNR in dB (ideal bpp from the likelihoods)")
+    print("| weights | " + " | ".join(cols) + " | best quality below ceiling |")
+    print("|---" * (len(cols) + 2) + "|")
+    for spec in args.weights:
+        label, _, path = spec.rpartition("=")
+        model = build_model(load_checkpoint_file(path)).eval()
+        rows = [measure(model, x, args.quality) for x in images]
+        mean = {c: (float(np.mean([r[c][0] for r in rows])), float(np.mean([r[c][1] for r in rows]))) for c in cols}
+        cells = [f"{mean['ceiling'][1]:.2f}"] + [f"{mean[c][1]:.2f} ({mean[c][0]:.3f})" for c in cols[1:]]
+        gap = mean["ceiling"][1] - mean[cols[-1]][1]
+        print(f"| {label or path} | " + " | ".join(cells) + f" | {gap:.2f} dB |")
+
+
+if __name__ == "__main__":
+    main()
