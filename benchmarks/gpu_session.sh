@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# One-shot GPU session for a borrowed machine with no network: check the CUDA kernels,
+# continue training the bundled weights there, bring back fp16 weights and the logs.
+#
+#   benchmarks/gpu_session.sh prepare       # here, with network: wheels + data into the checkout
+#   benchmarks/gpu_session.sh run OUTDIR    # there, in the repository root
+#
+# `prepare` fills two ignored folders, .whl/ (compressai and pytorch-msssim for the
+# GPU machine's Python 3.12) and .gpu-data/ (BSDS500 train+test as training photos,
+# kodim04/15/23 for validation; Urban100 is left out to stay under a 64 MiB transfer);
+# both must travel with the working tree. `run` installs the wheels into /tmp/site
+# (where the image lacks those packages), runs the CUDA tests, trains for TRAIN_SECONDS
+# with --init from the bundled weights and writes
+# OUTDIR/lalic-small-vr-gpu-fp16.safetensors (13.9 MB) with the logs.
+# Measure those weights here with `lalic bench` before bundling them.
+#
+# Environment: TRAIN_SECONDS (420), STEPS (900: the lr drops x0.1 at 85 %), BATCH (16),
+# PATCH (256), CONFIG (small), DEVICE (cuda), DATA (../shared/data, for prepare).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+prepare() {
+    local data=${DATA:-../shared/data}
+    rm -rf .whl .gpu-data
+    mkdir -p .whl .gpu-data/train .gpu-data/val
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_34_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        -d .whl compressai==1.2.8 pytorch-msssim==1.0.0
+    for d in bsds500-train bsds500-test; do
+        for f in "$data/$d"/*; do cp "$f" ".gpu-data/train/${d}_$(basename "$f")"; done
+    done
+    for k in 04 15 23; do cp "$data/kodak/kodim$k.png" .gpu-data/val/; done
+    du -sh .whl .gpu-data
+}
+
+run() {
+    local out=${1:?usage: $0 run OUTDIR}
+    mkdir -p "$out"
+    exec > >(tee "$out/session.log") 2>&1
+    if ! python3 -c "import compressai, pytorch_msssim" 2> /dev/null; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+    fi
+    export PYTHONUNBUFFERED=1
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
+    python3 -c "import torch, compressai; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'compressai', compressai.__version__)"
+    if [ "${DEVICE:-cuda}" = cuda ]; then
+        timeout 240 python3 -m pytest -q -x tests/test_biwkv.py -k cuda -p no:cacheprovider || echo "CUDA TESTS FAILED: $?"
+    fi
+    timeout $(( ${TRAIN_SECONDS:-420} + 120 )) python3 -m lalic_cli.cli train \
+        --device "${DEVICE:-cuda}" --data .gpu-data/train --val-data .gpu-data/val --out /tmp/gpu-run \
+        --config "${CONFIG:-small}" --variable-rate --init weights/lalic-small-vr.safetensors \
+        --steps "${STEPS:-900}" --batch "${BATCH:-16}" --patch "${PATCH:-256}" --lr 1e-4 \
+        --val-every 200 --checkpoint-every 100 --time-limit "${TRAIN_SECONDS:-420}" --seed 8 \
+        --export lalic-small-vr-gpu 2>&1 | tr '\r' '\n' | grep -v "^train " > "$out/train.log" || true
+    tail -5 "$out/train.log"
+    python3 - /tmp/gpu-run/lalic-small-vr-gpu.safetensors "$out/lalic-small-vr-gpu-fp16.safetensors" <<'EOF'
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from lalic_cli.zoo.checkpoint import load_checkpoint_file
+from lalic_cli.zoo.registry import save_weights
+
+src, dst = sys.argv[1], Path(sys.argv[2])
+with safe_open(src, "pt") as f:
+    meta = f.metadata()
+save_weights(load_checkpoint_file(src), dst, meta, dtype=torch.float16)
+print("wrote", dst, meta)
+EOF
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    run) shift; run "$@" ;;
+    *) echo "usage: $0 prepare | run OUTDIR" >&2; exit 2 ;;
+esac
