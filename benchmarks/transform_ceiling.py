@@ -22,30 +22,26 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lalic_cli.bench.metrics import psnr, tensor_to_rgb8
+from lalic_cli.image import prepare
 from lalic_cli.zoo.checkpoint import build_model, load_checkpoint_file
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return -10 * math.log10(((a - b) ** 2).mean().item())
-
-
 def load(path: Path) -> torch.Tensor:
-    rgb = np.array(Image.open(path).convert("RGB"), dtype=np.float32) / 255
-    return torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    return prepare(Image.open(path)).rgb
 
 
 @torch.no_grad()
 def measure(model: torch.nn.Module, x: torch.Tensor, qualities: list[float]) -> dict[str, tuple[float, float]]:
-    """``{"ceiling": (nan, dB), "q<n>": (bpp, dB)}`` for one image."""
+    """``{"ceiling": (nan, dB), "q<n>": (bpp, dB)}`` for one image, PSNR on 8-bit pixels."""
+    ref = tensor_to_rgb8(x)
     y = model.analysis(x)
-    g, inv = model.gains(max(qualities)) if model.variable_rate else (1.0, 1.0)
-    out = {"ceiling": (math.nan, psnr(model.synthesis(y * g * inv).clamp(0, 1), x))}
+    g = model.gains(max(qualities))
+    out = {"ceiling": (math.nan, psnr(ref, tensor_to_rgb8(model.synthesis(y if g is None else y * g[0] * g[1]))))}
     for q in qualities:
-        g, inv = model.gains(q) if model.variable_rate else (1.0, 1.0)
-        coded = model.latent_codec(y * g)
-        x_hat = model.synthesis(coded["y_hat"] * inv).clamp(0, 1)
+        coded = model(x, q if model.variable_rate else None)
         bits = sum(-torch.log2(p).sum().item() for p in coded["likelihoods"].values())
-        out[f"q{q:g}"] = (bits / (x.shape[2] * x.shape[3]), psnr(x_hat, x))
+        out[f"q{q:g}"] = (bits / (x.shape[2] * x.shape[3]), psnr(ref, tensor_to_rgb8(coded["x_hat"])))
     return out
 
 

@@ -325,7 +325,9 @@ def weights_import(checkpoint, quality, name, force) -> None:
 @click.option("--perceptual-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Weight of that term.")
 @click.option("--export", "export_name", help="After training, write weights NAME.safetensors into --out.")
-def train(codec, stage, config_name, lmbda, variable_rate, resume, export_name, patch, **kw) -> None:
+@click.option("--export-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Precision of the exported weights (float16: the bundled weights' form, half the size).")
+def train(codec, stage, config_name, lmbda, variable_rate, resume, export_name, export_dtype, patch, **kw) -> None:
     """Train on a folder of images: LALIC (lambda*255^2*MSE + bpp) or MRT (rate + MSE + MS-SSIM;
     two-stage training with --stage tokenizer, then 1, then 2 --init)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -360,7 +362,9 @@ def train(codec, stage, config_name, lmbda, variable_rate, resume, export_name, 
 
         trainer.run(on_step)
     if export_name and trainer.rank == 0:
-        out.print(f"weights: {trainer.export_weights(export_name)}", markup=False)
+        import torch
+
+        out.print(f"weights: {trainer.export_weights(export_name, getattr(torch, export_dtype))}", markup=False)
 
 
 from .bench.command import bench  # noqa: E402

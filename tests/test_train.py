@@ -214,3 +214,19 @@ def test_time_limit_stops_and_checkpoints(image_folder, tmp_path):
     t.run()
     assert 0 < t.step < 10_000
     assert torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["step"] == t.step
+
+
+def test_train_command_exports_fp16_weights(image_folder, tmp_path):
+    from click.testing import CliRunner
+    from safetensors import safe_open
+
+    from lalic_cli.cli import main
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--data", str(image_folder), "--out", str(out), "--config", "tiny",
+                                  "--variable-rate", "--steps", "1", "--batch", "1", "--patch", "64",
+                                  "--export", "w", "--export-dtype", "float16"])
+    assert r.exit_code == 0, r.output
+    with safe_open(str(out / "w.safetensors"), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()}
+    assert torch.float16 in dtypes
