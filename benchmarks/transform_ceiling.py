@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lalic_cli.bench.metrics import psnr, tensor_to_rgb8
+from lalic_cli.bench.metrics import ideal_bits, psnr, tensor_to_rgb8
 from lalic_cli.image import prepare
 from lalic_cli.zoo.checkpoint import build_model, load_checkpoint_file
 
@@ -40,8 +40,7 @@ def measure(model: torch.nn.Module, x: torch.Tensor, qualities: list[float]) -> 
     out = {"ceiling": (math.nan, psnr(ref, tensor_to_rgb8(model.synthesis(y if g is None else y * g[0] * g[1]))))}
     for q in qualities:
         coded = model(x, q if model.variable_rate else None)
-        bits = sum(-torch.log2(p).sum().item() for p in coded["likelihoods"].values())
-        out[f"q{q:g}"] = (bits / (x.shape[2] * x.shape[3]), psnr(ref, tensor_to_rgb8(coded["x_hat"])))
+        out[f"q{q:g}"] = (ideal_bits(coded["likelihoods"]) / (x.shape[2] * x.shape[3]), psnr(ref, tensor_to_rgb8(coded["x_hat"])))
     return out
 
 

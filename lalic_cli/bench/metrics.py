@@ -30,6 +30,16 @@ def tensor_to_rgb8(x) -> np.ndarray:
     return (x[0].detach().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
+def ideal_bits(likelihoods) -> float:
+    """Code length in bits (float64) of every likelihood tensor in a possibly nested dict or
+    list: what an ideal entropy coder would spend, a little under real files."""
+    if isinstance(likelihoods, dict):
+        return sum(ideal_bits(v) for v in likelihoods.values())
+    if isinstance(likelihoods, (list, tuple)):
+        return sum(ideal_bits(v) for v in likelihoods)
+    return float(-likelihoods.double().log2().sum())
+
+
 def mse(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         raise ValueError(f"images differ in size: {a.shape} and {b.shape}")

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import InputError, LalicError
 from . import classical
 from .families import FAMILIES, LEARNED, Family, LearnedPoint
-from .metrics import measure, tensor_to_rgb8, to_rgb8
+from .metrics import ideal_bits, measure, tensor_to_rgb8, to_rgb8
 
 IMAGE_EXTENSIONS = frozenset(
     ".png .jpg .jpeg .jpe .webp .avif .bmp .tif .tiff .ppm .pgm .pnm .pbm .gif .tga .jp2 .j2k".split()
@@ -244,7 +244,7 @@ class Runner:
             out = model(x, quality)
         _sync(self.device)
         t1 = time.perf_counter()
-        bits = sum(float(-torch.log2(lk.double()).sum()) for lk in _tensors(out["likelihoods"]))
+        bits = ideal_bits(out["likelihoods"])
         h, w = img.prepared.height, img.prepared.width
         rec = tensor_to_rgb8(out["x_hat"][..., top: top + h, left: left + w])
         self._keep(img, self.settings.codec, quality, rec)
@@ -338,18 +338,6 @@ class Runner:
         self.run_learned(good)
         self.run_others(good)
         return self.result
-
-
-def _tensors(obj):
-    """Every tensor in a (possibly nested) dict / list of likelihoods."""
-    if isinstance(obj, dict):
-        for v in obj.values():
-            yield from _tensors(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from _tensors(v)
-    else:
-        yield obj
 
 
 def run(paths: list[Path], settings: Settings, progress=None, warn=None) -> Result:
