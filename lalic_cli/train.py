@@ -394,6 +394,7 @@ class Trainer:
             )
         self.opt, self.aux_opt = build_optimizers(self.model, cfg)
         self.step = 0
+        self.steps_before = self._steps_of(cfg.init) if cfg.init and not resume else 0
         self.skipped = 0  # updates skipped for a non-finite gradient
         self.data = CropDataset(cfg.data, cfg.patch)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
@@ -408,6 +409,7 @@ class Trainer:
             "opt": self.opt.state_dict(),
             "aux_opt": self.aux_opt.state_dict() if self.aux_opt else None,
             "step": self.step,
+            "steps_before": self.steps_before,
             "gen": self.gen.get_state(),
             "rng": _rng_state(),
             "config": asdict(self.cfg),
@@ -429,6 +431,7 @@ class Trainer:
         if self.aux_opt:
             self.aux_opt.load_state_dict(st["aux_opt"])
         self.step = st["step"]
+        self.steps_before = st.get("steps_before", 0)  # checkpoints before this field: unknown, 0
         ranks = st.get("ranks")
         if ranks is not None and len(ranks) == self.world:
             self.gen.set_state(ranks[self.rank]["gen"])
@@ -458,6 +461,17 @@ class Trainer:
                     raise InputError(f"{path}: {k} has shape {tuple(sd[k].shape)}, the model {tuple(p.shape)}")
                 p.copy_(sd[k].to(p.dtype))
 
+    @staticmethod
+    def _steps_of(path: str) -> int:
+        """The steps an ``--init`` file's weights already had (its ``steps`` metadata; 0
+        for a checkpoint without it), so that exports count the weights' whole history."""
+        from .zoo.registry import weights_metadata
+
+        try:
+            return int(weights_metadata(Path(path)).get("steps", 0))
+        except ValueError:
+            return 0
+
     def save_checkpoint(self, collective: bool = True) -> Path | None:
         """Rank 0 writes; ``collective`` (every rank calls at the same step) adds each
         rank's RNG states. After an error the other ranks may be gone: not collective."""
@@ -486,7 +500,8 @@ class Trainer:
         family = self.recipe.family
         variable = self.cfg.variable_rate or family == "mrt"
         meta = {"config": self.cfg.config, "family": family, "quality": "variable" if variable else "",
-                "lambda": "" if self.cfg.lmbda is None else str(self.cfg.lmbda), "steps": str(self.step)}
+                "lambda": "" if self.cfg.lmbda is None else str(self.cfg.lmbda),
+                "steps": str(self.steps_before + self.step)}
         save_weights(self.recipe.inference(self.model).state_dict(), dest, meta, dtype=dtype)
         return dest
 

@@ -178,6 +178,23 @@ def test_init_from_fp16_export_keeps_the_likelihood_bound(image_folder, tmp_path
     assert torch.equal(own["g_a.0.weight"], sd["g_a.0.weight"].float())
 
 
+def test_exported_steps_count_the_init_weights_history(image_folder, tmp_path):
+    """--init continues weights that already had steps: the export's ``steps`` is the sum,
+    and a resumed run keeps counting from the same base."""
+    from lalic_cli.zoo.registry import weights_metadata
+
+    a = Trainer(cfg(image_folder, tmp_path / "a", steps=3))
+    a.run()
+    first = a.export_weights("w")
+    assert weights_metadata(first)["steps"] == "3"
+    b = Trainer(cfg(image_folder, tmp_path / "b", steps=2, init=str(first)))
+    b.run()
+    assert weights_metadata(b.export_weights("w"))["steps"] == "5"
+    c = Trainer(cfg(image_folder, tmp_path / "b", steps=4), resume=str(tmp_path / "b" / "checkpoint.pt"))
+    c.run()
+    assert c.step == 4 and weights_metadata(c.export_weights("w"))["steps"] == "7"
+
+
 def test_init_rejects_weights_of_another_config(image_folder, tmp_path):
     from lalic_cli.errors import InputError
 

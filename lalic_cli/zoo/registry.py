@@ -93,12 +93,12 @@ def _toml_entries() -> list[WeightsEntry]:
             e.path = data_dir() / "weights" / e.file
         else:
             e.path = weights_dir() / f"{e.name}.safetensors"
-            e.config = _metadata(e.path).get("config", e.config)
+            e.config = weights_metadata(e.path).get("config", e.config)
         entries.append(e)
     return entries
 
 
-def _metadata(path: Path) -> dict[str, str]:
+def weights_metadata(path: Path) -> dict[str, str]:
     """The metadata of a safetensors file; empty if it is missing or unreadable."""
     from safetensors import safe_open
 
@@ -117,7 +117,7 @@ def _imported_entries(known: set[str]) -> list[WeightsEntry]:
     for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
         if path.stem in known:
             continue
-        meta = _metadata(path)
+        meta = weights_metadata(path)
         q = meta.get("quality")
         entries.append(
             WeightsEntry(
