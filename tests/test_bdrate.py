@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lalic_cli.bench.bdrate import BDRate, bd_rate, bd_rate_curves
+from lalic_cli.bench.bdrate import BDRate, bd_rate, bd_rate_curves, quality_margins
 from lalic_cli.bench.metrics import MS_SSIM_MIN_SIDE, mean, measure, ms_ssim, ms_ssim_db, psnr
 from lalic_cli.bench.report import load_anchor, normalise
 
@@ -58,6 +58,16 @@ def test_not_computable_cases_give_nan_with_a_reason():
     missing = bd_rate_curves({"bpp": [0.1, 0.2], "psnr-rgb": [1, 2]}, {"bpp": [0.1]}, "ms-ssim-rgb-db")
     assert math.isnan(missing.percent) and "no" in missing.reason
     assert float(BDRate(-3.5)) == -3.5 and BDRate(-3.5).format() == "-3.50%"
+
+
+def test_quality_margins_by_hand():
+    """Test curve (0.1, 30), (0.4, 34): at 0.2 bpp, halfway in log-rate, it reads 32 dB."""
+    anchor_rate, anchor_q = [0.05, 0.2, 0.4, 0.8], [28.0, 31.5, 34.5, 36.0]
+    got = quality_margins(anchor_rate, anchor_q, [0.4, 0.1, math.nan], [34.0, 30.0, 50.0])
+    assert [m.rate for m in got] == [0.2, 0.4]  # 0.05 and 0.8 lie outside 0.1..0.4: not extrapolated
+    assert got[0].test_quality == pytest.approx(32.0) and got[0].margin == pytest.approx(0.5)
+    assert got[1].margin == pytest.approx(-0.5)
+    assert quality_margins([0.2], [30.0], [0.1], [29.0]) == []
 
 
 def test_psnr_by_hand():

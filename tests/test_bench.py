@@ -131,6 +131,18 @@ def test_bench_vs_classical_codecs_with_estimate(tiny_checkpoints, folder, tmp_p
         for e in doc["bd-rate"]:
             assert e["percent"] is None or math.isfinite(e["percent"])
             assert (e["percent"] is None) == (e["reason"] is not None)
+    run = doc["results"]
+    (lo, q_lo), (hi, q_hi) = sorted(zip(run["bpp"], run["psnr-rgb"]))
+    assert doc["margins"]  # WebP's q30 falls between this tiny model's two rates
+    for key, entry in doc["vs"].items():  # margins: exactly the settings inside this run's rates
+        theirs = entry["results"]
+        rows = [m for m in doc["margins"] if m["codec"] == entry["name"]]
+        assert [m["setting"] for m in rows] == [q for q, b in zip(theirs["quality"], theirs["bpp"]) if lo <= b <= hi]
+        for m in rows:
+            i = theirs["quality"].index(m["setting"])
+            t = (math.log(m["bpp"]) - math.log(lo)) / (math.log(hi) - math.log(lo))
+            ours = q_lo + t * (q_hi - q_lo)
+            assert m["psnr-rgb"] == pytest.approx(ours - theirs["psnr-rgb"][i])
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 2 + 3 * 8
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

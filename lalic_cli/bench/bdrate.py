@@ -92,3 +92,45 @@ def bd_rate_curves(anchor: dict, test: dict, quality_key: str, rate_key: str = "
         if quality_key not in d or rate_key not in d:
             return BDRate(math.nan, f"the {name} has no {quality_key!r} points")
     return bd_rate(anchor[rate_key], anchor[quality_key], test[rate_key], test[quality_key])
+
+
+@dataclass(frozen=True)
+class Margin:
+    """The test curve's quality at one anchor point's rate, minus the anchor's quality."""
+
+    rate: float
+    anchor_quality: float
+    test_quality: float
+
+    @property
+    def margin(self) -> float:
+        return self.test_quality - self.anchor_quality
+
+
+def quality_margins(
+    anchor_rate: Sequence[float],
+    anchor_quality: Sequence[float],
+    test_rate: Sequence[float],
+    test_quality: Sequence[float],
+) -> list[Margin]:
+    """At every anchor point whose rate lies within the test curve's, the test curve's
+    quality there (linear in log-rate between its two neighbouring points) against the
+    anchor's. A BD-rate averages over the shared range; these say at which rates a codec
+    leads, which "better at every quality" needs. Anchor points outside the range are
+    left out rather than extrapolated."""
+    r = np.asarray(test_rate, dtype=np.float64).ravel()
+    q = np.asarray(test_quality, dtype=np.float64).ravel()
+    keep = np.isfinite(r) & np.isfinite(q) & (r > 0)
+    r, q = r[keep], q[keep]
+    order = np.argsort(r, kind="stable")
+    log_r, q = np.log(r[order]), q[order]
+    out = []
+    if log_r.size < 2:
+        return out
+    for ra, qa in zip(anchor_rate, anchor_quality):
+        if not (math.isfinite(ra) and math.isfinite(qa) and ra > 0):
+            continue
+        lr = math.log(ra)
+        if log_r[0] <= lr <= log_r[-1]:
+            out.append(Margin(float(ra), float(qa), float(np.interp(lr, log_r, q))))
+    return out

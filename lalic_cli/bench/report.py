@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..fileio import atomic_write
-from .bdrate import BDRate, bd_rate
+from .bdrate import BDRate, bd_rate, quality_margins
 from .metrics import MS_SSIM_MIN_SIDE, mean, ms_ssim_db
 from .runner import Result, comparison
 
@@ -156,6 +156,24 @@ class Report:
                 out.append(BDEntry(test.label, anchor.label, m, value))
         return out
 
+    def margins(self) -> list[dict]:
+        """This run's quality minus every other codec's, at that codec's settings inside this
+        run's rate range, per metric."""
+        out = []
+        for c, key in zip(self.codec_curves, self.others):
+            for i, q in enumerate(self.others[key]["quality"]):
+                row = {"codec": c.label, "setting": q}
+                for m in METRICS:
+                    if m not in c.points or m not in self.run_curve.points:
+                        continue
+                    rates, values = c.points[m]
+                    hit = quality_margins([rates[i]], [values[i]], *self.run_curve.points[m])
+                    if hit:
+                        row["bpp"], row[m] = hit[0].rate, hit[0].margin
+                if "bpp" in row:
+                    out.append(row)
+        return out
+
     # --- JSON / CSV ---------------------------------------------------------------
     def to_json(self, per_image: bool = False) -> dict:
         res = self.result
@@ -178,6 +196,8 @@ class Report:
                 k: {"name": comparison(k).label, "description": comparison(k).description, "results": r}
                 for k, r in self.others.items()
             }
+            if self.family.anchors:
+                doc["margins"] = self.margins()
         if res.notes:
             doc["notes"] = res.notes
         if per_image:
@@ -269,6 +289,7 @@ class Report:
         console.print(t)
         self.render_others(console)
         self.render_bd(console)
+        self.render_margins(console)
 
     def render_others(self, console) -> None:
         """One table for every other codec (``--vs`` and the family's comparisons), then the notes."""
@@ -320,6 +341,27 @@ class Report:
         for note in notes:
             console.print(f"  n/a: {note}", markup=False, style="dim")
         console.print("  (the anchors are Kodak results: they compare like with like only on the Kodak images)",
+                      markup=False, style="dim")
+
+
+    def render_margins(self, console) -> None:
+        from rich import box
+        from rich.table import Table
+
+        rows = self.margins() if self.others and self.family.anchors else []
+        if not rows:
+            return
+        t = Table(title=f"{self.run_curve.label} minus each codec at that codec's rates (dB; positive: this run "
+                        "leads; its curve interpolated in log-rate)", title_justify="left", box=box.SIMPLE_HEAD)
+        for col in ("codec", "setting", "bpp", *(METRIC_LABELS[m] for m in METRICS)):
+            t.add_column(col, justify="left" if col == "codec" else "right", no_wrap=col == "codec")
+        last = None
+        for row in rows:
+            t.add_row(row["codec"] if row["codec"] != last else "", f"{row['setting']:g}", _f(row["bpp"], 4),
+                      *(f"{row[m]:+.2f}" if _is_finite(row.get(m)) else "—" for m in METRICS))
+            last = row["codec"]
+        console.print(t)
+        console.print("  (settings outside this run's rate range are left out: no extrapolation)",
                       markup=False, style="dim")
 
 
