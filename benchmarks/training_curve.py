@@ -29,14 +29,8 @@ HERE = Path(__file__).resolve().parent
 
 def fit_power_law(steps: list[float], factors: list[float]) -> tuple[float, float]:
     """Least squares of ``ln factor = ln a + b ln steps``: ``(a, b)``."""
-    xs, ys = [math.log(s) for s in steps], [math.log(f) for f in factors]
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if n < 2 or sxx == 0:
-        raise ValueError("need two or more distinct step counts to fit")
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    return math.exp(my - b * mx), b
+    c, b = fit_log_line(steps, [math.log(f) for f in factors])
+    return math.exp(c), b
 
 
 def steps_to_reach(a: float, b: float, factor: float) -> float:
