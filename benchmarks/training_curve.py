@@ -102,6 +102,14 @@ def main() -> None:
             zero[q] = math.exp(-c / d) if d > 0 else math.inf
             print(f"WebP {q:g}: margin = {c:.2f} + {d:.3f} ln(steps), zero at "
                   + (f"{zero[q]:,.0f} steps" if math.isfinite(zero[q]) else "never on this trend"))
+        ceil = [(p["steps"], p["kodak_ceiling_db"]) for p in pts if "kodak_ceiling_db" in p and p["steps"] >= args.fit_from]
+        if len(ceil) >= 2:  # a necessary condition: the transforms must reach WebP's PSNR at all
+            c, d = fit_log_line(*zip(*ceil))
+            w = hist["webp_kodak"]
+            top = max(margins, key=lambda q: w["quality"].index(q))
+            target = w["psnr-rgb"][w["quality"].index(top)]
+            print(f"transform ceiling on Kodak: {', '.join(f'{v:.2f}' for _, v in ceil)} dB; fit {c:.2f} + {d:.3f} ln(steps) "
+                  f"reaches WebP {top:g}'s {target:.2f} dB at {math.exp((target - c) / d):,.0f} steps (a lower bound)")
         if zero:
             q, need = max(zero.items(), key=lambda kv: kv[1])
             print(f"a lead at every WebP setting: {need:,.0f} steps if the trends held (the last to cross: WebP {q:g})"
