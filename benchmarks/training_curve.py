@@ -84,28 +84,28 @@ def main() -> None:
         need = steps_to_reach(a, b, 1 + bd / 100)
         print(f"{name} level (+{bd:.2f} % vs VTM): {need:,.0f} steps if the trend held"
               if math.isfinite(need) else f"{name} level: not reached on this trend")
-    margins = webp_margins(hist, pts)
+    w = hist.get("webp_kodak")
+    margins = webp_margins(hist, pts) if w else {}
+    fits = {}  # WebP setting: (c, d, first fitted step) of margin = c + d ln(steps)
+    for q, series in margins.items():
+        fit = [(s, v) for s, v in series if s >= args.fit_from]
+        if len({s for s, _ in fit}) >= 2:
+            fits[q] = (*fit_log_line(*zip(*fit)), fit[0][0])
     if margins:
         print("\nPSNR margin at WebP's settings (dB; positive: LALIC leads), LALIC interpolated in log-rate:")
-        print("| steps | " + " | ".join(f"WebP {q:g} ({hist['webp_kodak']['bpp'][hist['webp_kodak']['quality'].index(q)]:.2f} bpp)"
-                                         for q in margins) + " |")
+        print("| steps | " + " | ".join(f"WebP {q:g} ({w['bpp'][w['quality'].index(q)]:.2f} bpp)" for q in margins) + " |")
         print("|---|" + "---|" * len(margins))
         for p in (p for p in pts if "kodak" in p):
             cells = [next((f"{v:+.2f}" for s, v in margins[q] if s == p["steps"]), "out of range") for q in margins]
             print(f"| {p['steps']:,} | " + " | ".join(cells) + " |")
         zero = {}
-        for q, series in margins.items():
-            fit = [(s, v) for s, v in series if s >= args.fit_from]
-            if len({s for s, _ in fit}) < 2:
-                continue
-            c, d = fit_log_line(*zip(*fit))
+        for q, (c, d, _) in fits.items():
             zero[q] = math.exp(-c / d) if d > 0 else math.inf
             print(f"WebP {q:g}: margin = {c:.2f} + {d:.3f} ln(steps), zero at "
                   + (f"{zero[q]:,.0f} steps" if math.isfinite(zero[q]) else "never on this trend"))
         ceil = [(p["steps"], p["kodak_ceiling_db"]) for p in pts if "kodak_ceiling_db" in p and p["steps"] >= args.fit_from]
         if len(ceil) >= 2:  # a necessary condition: the transforms must reach WebP's PSNR at all
             c, d = fit_log_line(*zip(*ceil))
-            w = hist["webp_kodak"]
             top = max(margins, key=lambda q: w["quality"].index(q))
             target = w["psnr-rgb"][w["quality"].index(top)]
             print(f"transform ceiling on Kodak: {', '.join(f'{v:.2f}' for _, v in ceil)} dB; fit {c:.2f} + {d:.3f} ln(steps) "
@@ -136,11 +136,10 @@ def main() -> None:
         ax.legend(fontsize=8)
         for i, (q, series) in enumerate(margins.items()):
             mx.semilogx(*zip(*series), "o-", color=f"C{i}", label=f"WebP {q:g}")
-            fit = [(s, v) for s, v in series if s >= args.fit_from]
-            if len({s for s, _ in fit}) >= 2:
-                c, d = fit_log_line(*zip(*fit))
+            if q in fits:
+                c, d, first = fits[q]
                 end = min(max(zero.get(q, last) * 1.1, last * 1.5), last * 30)
-                xs = [fit[0][0] * (end / fit[0][0]) ** (j / 50) for j in range(51)]
+                xs = [first * (end / first) ** (j / 50) for j in range(51)]
                 mx.semilogx(xs, [c + d * math.log(x) for x in xs], "--", color=f"C{i}", linewidth=0.8)
         mx.axhline(0, color="k", linewidth=1)
         mx.set_xlabel("training steps (batch 8, 128 px crops)")

@@ -383,6 +383,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.model = model if model is not None else self.recipe.build()
+        self.steps_before = 0  # steps the weights had before this run (--init's metadata)
         if cfg.init and not resume:
             self._init_from(cfg.init)
         self.model.to(self.device).train()
@@ -394,7 +395,6 @@ class Trainer:
             )
         self.opt, self.aux_opt = build_optimizers(self.model, cfg)
         self.step = 0
-        self.steps_before = self._steps_of(cfg.init) if cfg.init and not resume else 0
         self.skipped = 0  # updates skipped for a non-finite gradient
         self.data = CropDataset(cfg.data, cfg.patch)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
@@ -447,8 +447,10 @@ class Trainer:
     def _init_from(self, path: str) -> None:
         """Parameters only: buffers (coder tables, the likelihood lower bound) stay the model's
         own. An fp16 export stores the 1e-9 lower bound as 0, and a likelihood of 0 is an
-        infinite rate."""
+        infinite rate. The file's ``steps`` metadata (0 without it) becomes the base that
+        exports count from, so they give the weights' whole history."""
         from .zoo.checkpoint import canonical, load_checkpoint_file
+        from .zoo.registry import weights_metadata
 
         sd = canonical(load_checkpoint_file(path))
         params = canonical(dict(self.recipe.inference(self.model).named_parameters()))  # folded copies are derived
@@ -460,17 +462,10 @@ class Trainer:
                 if sd[k].shape != p.shape:
                     raise InputError(f"{path}: {k} has shape {tuple(sd[k].shape)}, the model {tuple(p.shape)}")
                 p.copy_(sd[k].to(p.dtype))
-
-    @staticmethod
-    def _steps_of(path: str) -> int:
-        """The steps an ``--init`` file's weights already had (its ``steps`` metadata; 0
-        for a checkpoint without it), so that exports count the weights' whole history."""
-        from .zoo.registry import weights_metadata
-
         try:
-            return int(weights_metadata(Path(path)).get("steps", 0))
+            self.steps_before = int(weights_metadata(Path(path)).get("steps", 0))
         except ValueError:
-            return 0
+            self.steps_before = 0
 
     def save_checkpoint(self, collective: bool = True) -> Path | None:
         """Rank 0 writes; ``collective`` (every rank calls at the same step) adds each

@@ -343,7 +343,6 @@ class Report:
         console.print("  (the anchors are Kodak results: they compare like with like only on the Kodak images)",
                       markup=False, style="dim")
 
-
     def render_margins(self, console) -> None:
         from rich import box
         from rich.table import Table
