@@ -178,6 +178,26 @@ def test_init_from_fp16_export_keeps_the_likelihood_bound(image_folder, tmp_path
     assert torch.equal(own["g_a.0.weight"], sd["g_a.0.weight"].float())
 
 
+def test_fp16_export_flushes_negligible_weights_but_keeps_what_fp16_would_lose(tmp_path):
+    """A conv weight of 1e-8 among weights of 0.1 underflows harmlessly: its tensor is
+    still stored fp16. A lone 1e-9 bound, or a value beyond fp16's range, stays fp32."""
+    from safetensors.torch import load_file
+
+    from lalic_cli.zoo.registry import save_weights
+
+    w = torch.full((8,), 0.1)
+    w[3] = 1e-8
+    small = torch.tensor([1e-9, 0.0])
+    big = torch.tensor([7e4, 1.0])
+    save_weights({"w.weight": w, "s.bound": small, "b.weight": big}, tmp_path / "x.safetensors", {},
+                 dtype=torch.float16)
+    sd = load_file(str(tmp_path / "x.safetensors"))
+    assert sd["w.weight"].dtype == torch.float16 and float(sd["w.weight"][3]) == 0.0
+    assert torch.allclose(sd["w.weight"].float(), w, atol=1e-4)
+    assert sd["s.bound"].dtype == torch.float32 and torch.equal(sd["s.bound"], small)
+    assert sd["b.weight"].dtype == torch.float32 and torch.equal(sd["b.weight"], big)
+
+
 def test_exported_steps_count_the_init_weights_history(image_folder, tmp_path):
     """--init continues weights that already had steps: the export's ``steps`` is the sum,
     and a resumed run keeps counting from the same base."""

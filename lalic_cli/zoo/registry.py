@@ -248,8 +248,10 @@ def file_sha256(path: Path) -> str:
 def save_weights(sd: dict[str, torch.Tensor], dest: Path, metadata: dict[str, str], dtype=None) -> None:
     """Write the canonical tensors as safetensors, atomically.
 
-    With ``dtype``, floating tensors are cast to it, except a tensor the cast would change
-    from nonzero to 0 or to inf (the 1e-9 likelihood bound in fp16): that one stays as it is.
+    With ``dtype``, floating tensors are cast to it, except a tensor the cast would send to
+    inf, or whose flush of a nonzero value to 0 costs more than the cast's own rounding at
+    the tensor's scale (the 1e-9 likelihood bound in fp16): that one stays as it is. A
+    weight of 1e-8 beside weights of 0.1 flushes harmlessly and keeps the tensor fp16.
     """
     import torch
     from safetensors.torch import save_file
@@ -260,7 +262,10 @@ def save_weights(sd: dict[str, torch.Tensor], dest: Path, metadata: dict[str, st
         if dtype is None or not v.is_floating_point():
             return v
         c = v.to(dtype)
-        lost = ((c == 0) & (v != 0)) | (torch.isinf(c) & torch.isfinite(v))
+        scale = float(v.abs().max()) if v.numel() else 0.0
+        tol = scale * torch.finfo(dtype).eps
+        flushed = (c == 0) & (v.abs() > tol)
+        lost = flushed | (torch.isinf(c) & torch.isfinite(v))
         return v if bool(lost.any()) else c
 
     tensors = {k: cast(v).detach().cpu().contiguous() for k, v in canonical(sd).items()}
