@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py --data DIR                    # small, variable rate, batch 8, 128 px
     python benchmarks/train_step.py --data DIR --config lite --batch 16
+    python benchmarks/train_step.py --data DIR --batch 4 --threads 1 --bf16   # + bf16 transforms
 
 Runs ``Trainer.train_step`` exactly as ``lalic train`` does (random init, the given
 crops), median over --steps after two warm-up steps. The GFLOP of one step (forward and
@@ -9,11 +10,17 @@ backward) come from ``torch.utils.flop_counter``, which counts GEMMs and convolu
 not element-wise work. Their rate against the float32 GEMM rate on a large square
 product says how much a faster implementation could still buy: a step near that rate
 gets faster only with less arithmetic or cheaper arithmetic, not with less overhead.
+
+--bf16 adds a second row, timed in the same run from the same starting state: g_a and g_s
+under bf16 autocast (the entropy model stays float32, its likelihoods need the range),
+the cheaper arithmetic that AMX and AVX-512-BF16 offer. The bf16 GEMM rate is printed
+beside the float32 one so the row can be read against what the hardware gives.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import tempfile
@@ -33,29 +40,58 @@ def main() -> None:
     ap.add_argument("--patch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--bf16", action="store_true", help="also time g_a and g_s under bf16 autocast")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from lalic_cli import kernels
 
     ext = kernels.load_extension("cpu")
+    rows = []
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(data=args.data, out=out, config=args.config, variable_rate=True,
                           batch=args.batch, patch=args.patch)
         trainer = Trainer(cfg)
-        for _ in range(2):
-            trainer.train_step()
-        times = [_timed(trainer.train_step) for _ in range(args.steps)]
-        work = gflop(trainer.train_step)
-    s = statistics.median(times)
-    peak = sgemm_gflops()
+        start = (copy.deepcopy(trainer.model.state_dict()), copy.deepcopy(trainer.gen.get_state()))
+        for precision in ["float32"] + (["bf16 g_a, g_s"] if args.bf16 else []):
+            trainer.model.load_state_dict(start[0])
+            trainer.gen.set_state(start[1])
+            if precision != "float32":
+                for name in ("g_a", "g_s"):
+                    _autocast_bf16(getattr(trainer.model, name))
+            for _ in range(2):
+                trainer.train_step()
+            times = [_timed(trainer.train_step) for _ in range(args.steps)]
+            rows.append((precision, statistics.median(times), gflop(trainer.train_step)))
+    peak, peak_bf16 = sgemm_gflops(), _bf16_gemm_gflops()
     print(f"# machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, BiWKV {'C++ kernel' if ext else 'PyTorch path'}\n")
-    print("| config | batch x patch | s / step | steps/s | GFLOP / step | GFLOP/s | float32 GEMM GFLOP/s | share of GEMM rate |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| {args.config} | {args.batch} x {args.patch} | {s:.3f} | {1 / s:.2f} | {work:.1f} | {work / s:.1f} | "
-          f"{peak:.1f} | {work / s / peak:.0%} |")
+          f"torch {torch.__version__}, BiWKV {'C++ kernel' if ext else 'PyTorch path'}; "
+          f"GEMM GFLOP/s float32 {peak:.1f}, bf16 {peak_bf16:.1f}\n")
+    print("| config | precision | batch x patch | s / step | steps/s | GFLOP / step | GFLOP/s | float32 GEMM GFLOP/s "
+          "| share of GEMM rate | time vs float32 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for precision, s, work in rows:
+        print(f"| {args.config} | {precision} | {args.batch} x {args.patch} | {s:.3f} | {1 / s:.2f} | {work:.1f} | "
+              f"{work / s:.1f} | {peak:.1f} | {work / s / peak:.0%} | {s / rows[0][1]:.2f} |")
 
+
+def _autocast_bf16(module: torch.nn.Module) -> None:
+    """Run a transform under bf16 autocast and hand float32 on, as a mixed-precision
+    recipe would."""
+    forward = module.forward
+
+    def run(*a, **k):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = forward(*a, **k)
+        return y.float()
+
+    module.forward = run
+
+
+def _bf16_gemm_gflops(n: int = 2048, reps: int = 5) -> float:
+    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+    torch.mm(a, b)
+    return 2 * n**3 / 1e9 / statistics.median(_timed(lambda: torch.mm(a, b)) for _ in range(reps))
 
 if __name__ == "__main__":
     main()
