@@ -311,6 +311,9 @@ def weights_import(checkpoint, quality, name, force) -> None:
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--patch", type=click.IntRange(64), help="Crop size.  [default: 128; MRT 256]")
 @click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--warmup", type=click.IntRange(0), default=0, show_default=True,
+              help="Ramp lr linearly over this run's first N steps (worth it with --init: a fresh "
+                   "optimiser's first updates move every weight by about lr).")
 @click.option("--checkpoint-every", type=click.IntRange(1), default=500, show_default=True)
 @click.option("--val-data", type=click.Path(file_okay=False), help="Held-out images for periodic validation.")
 @click.option("--val-every", type=click.IntRange(1), default=500, show_default=True)

@@ -47,6 +47,7 @@ class TrainConfig:
     aux_lr: float = 1e-3
     clip: float = 1.0
     lr_drop_at: float = 0.85  # fraction of steps after which lr is divided by 10
+    warmup: int = 0  # steps of linear lr ramp: a fresh Adam's first updates move every weight by ~lr
     checkpoint_every: int = 500
     val_data: str | None = None
     val_every: int = 500
@@ -503,6 +504,8 @@ class Trainer:
     # -- loop --------------------------------------------------------------------------
     def _set_lr(self) -> None:
         lr = self.cfg.lr * (0.1 if self.step >= self.cfg.lr_drop_at * self.cfg.steps else 1.0)
+        if self.step < self.cfg.warmup:
+            lr *= (self.step + 1) / self.cfg.warmup
         for g in self.opt.param_groups:
             g["lr"] = lr
 

@@ -246,6 +246,16 @@ def test_non_finite_step_is_skipped(image_folder, tmp_path, monkeypatch):
             assert torch.equal(v, before[k]), k
 
 
+def test_warmup_ramps_the_learning_rate_then_drops_it(image_folder, tmp_path):
+    t = Trainer(cfg(image_folder, tmp_path / "w", steps=10, warmup=4, lr=2e-3))
+    seen = []
+    for _ in range(10):
+        t.train_step()
+        seen.append(t.opt.param_groups[0]["lr"])
+    # steps 0..3 ramp to the full rate, 4..8 hold it, step 9 (>= 0.85 * 10) has it divided by 10
+    assert seen == pytest.approx([5e-4, 1e-3, 1.5e-3, 2e-3, 2e-3, 2e-3, 2e-3, 2e-3, 2e-3, 2e-4])
+
+
 def test_time_limit_stops_and_checkpoints(image_folder, tmp_path):
     t = Trainer(cfg(image_folder, tmp_path / "a", steps=10_000, time_limit=1.0))
     t.run()
