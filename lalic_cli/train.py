@@ -454,7 +454,10 @@ class Trainer:
         from .zoo.registry import weights_metadata
 
         sd = canonical(load_checkpoint_file(path))
-        params = canonical(dict(self.recipe.inference(self.model).named_parameters()))  # folded copies are derived
+        # every name of every parameter: h_a and h_s are also latent_codec.hyper's, and the
+        # deduplicated listing names them only by the alias that canonical() drops
+        named = self.recipe.inference(self.model).named_parameters(remove_duplicate=False)
+        params = canonical(dict(named))  # folded copies are derived
         missing = sorted(set(params) - set(sd))
         if missing:
             raise InputError(f"{path}: no values for {len(missing)} parameters, e.g. {missing[0]}")

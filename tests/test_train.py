@@ -178,6 +178,31 @@ def test_init_from_fp16_export_keeps_the_likelihood_bound(image_folder, tmp_path
     assert torch.equal(own["g_a.0.weight"], sd["g_a.0.weight"].float())
 
 
+def test_init_loads_every_parameter_the_hyper_transforms_included(image_folder, tmp_path):
+    """--init must give the exported model exactly: every parameter under every name it has
+    (h_a and h_s are also latent_codec.hyper's), and the same rate and reconstruction as the
+    model the codec loads from that file. Before the fix h_a and h_s kept their random init."""
+    from lalic_cli.zoo.checkpoint import build_model, canonical, load_checkpoint_file
+
+    a = Trainer(cfg(image_folder, tmp_path / "a", steps=2))
+    a.run()
+    path = a.export_weights("w")
+    b = Trainer(cfg(image_folder, tmp_path / "b", seed=4, init=str(path)))
+    ref = build_model(load_checkpoint_file(path)).eval()
+    mine = canonical(dict(b.model.named_parameters(remove_duplicate=False)))  # folded copies are derived
+    theirs = canonical(dict(ref.named_parameters(remove_duplicate=False)))
+    assert any(k.startswith("latent_codec.hyper.h_a.") for k in mine)
+    assert set(mine) == set(theirs)
+    assert [k for k in mine if not torch.equal(mine[k], theirs[k])] == []
+    b.model.eval()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        o1, o2 = b.model(x, 3.0), ref(x, 3.0)
+    assert torch.allclose(o1["x_hat"], o2["x_hat"], atol=1e-6)
+    for k in o2["likelihoods"]:
+        assert torch.allclose(o1["likelihoods"][k], o2["likelihoods"][k], rtol=1e-5, atol=1e-9)
+
+
 def test_fp16_export_flushes_negligible_weights_but_keeps_what_fp16_would_lose(tmp_path):
     """A conv weight of 1e-8 among weights of 0.1 underflows harmlessly: its tensor is
     still stored fp16. A lone 1e-9 bound, or a value beyond fp16's range, stays fp32."""
