@@ -79,10 +79,10 @@ def gflop(fn) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def sgemm_gflops(n: int = 2048, reps: int = 5) -> float:
-    """The machine's float32 GEMM rate on a large square product: what a perfectly
+def gemm_gflops(n: int = 2048, reps: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """The machine's GEMM rate on a large square product in ``dtype``: what a perfectly
     GEMM-bound transform could reach here."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     return 2 * n**3 / 1e9 / statistics.median(_timed(lambda: torch.mm(a, b)) for _ in range(reps))
 
@@ -116,7 +116,7 @@ def side_by_side(args) -> None:
     (a, b) = names
     print(f"| ratio LALIC / ELIC | {med[a, 0] / med[b, 0]:.2f} | {med[a, 1] / med[b, 1]:.2f} | "
           f"{flops[a, 0] / flops[b, 0]:.2f} | {flops[a, 1] / flops[b, 1]:.2f} | | |")
-    peak = sgemm_gflops()
+    peak = gemm_gflops()
     print(f"\nfloat32 GEMM on this machine (torch.mm 2048^3, median of 5): {peak:.1f} GFLOP/s. At that rate "
           f"LALIC's arithmetic alone takes {flops[a, 0] / peak:.2f} s / {flops[a, 1] / peak:.2f} s, "
           f"a ratio of at least {flops[a, 0] / peak / med[b, 0]:.2f} / {flops[a, 1] / peak / med[b, 1]:.2f} "

@@ -27,7 +27,7 @@ import tempfile
 
 import torch
 
-from speed import _timed, gflop, sgemm_gflops
+from speed import _timed, gemm_gflops, gflop
 
 from lalic_cli.train import Trainer, TrainConfig
 
@@ -63,7 +63,7 @@ def main() -> None:
                 trainer.train_step()
             times = [_timed(trainer.train_step) for _ in range(args.steps)]
             rows.append((precision, statistics.median(times), gflop(trainer.train_step)))
-    peak, peak_bf16 = sgemm_gflops(), _bf16_gemm_gflops()
+    peak, peak_bf16 = gemm_gflops(), gemm_gflops(dtype=torch.bfloat16)
     print(f"# machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, BiWKV {'C++ kernel' if ext else 'PyTorch path'}; "
           f"GEMM GFLOP/s float32 {peak:.1f}, bf16 {peak_bf16:.1f}\n")
@@ -87,11 +87,6 @@ def _autocast_bf16(module: torch.nn.Module) -> None:
 
     module.forward = run
 
-
-def _bf16_gemm_gflops(n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
-    torch.mm(a, b)
-    return 2 * n**3 / 1e9 / statistics.median(_timed(lambda: torch.mm(a, b)) for _ in range(reps))
 
 if __name__ == "__main__":
     main()
