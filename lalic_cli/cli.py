@@ -296,6 +296,15 @@ def weights_import(checkpoint, quality, name, force) -> None:
     )
 
 
+def _rate_weights(_ctx, _param, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give comma-separated numbers, e.g. 1,1,1,1,1,2") from None
+
+
 @main.command()
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Folder of training images.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoint, weights).")
@@ -307,6 +316,8 @@ def weights_import(checkpoint, quality, name, force) -> None:
               help="Model config (see configs registry).  [default: lite; mrt-small; vq-small for the tokenizer]")
 @click.option("--lambda", "lmbda", type=float, help="Fixed-rate training at this lambda (LALIC).")
 @click.option("--variable-rate", is_flag=True, help="One model for q1..q6 (gain units).")
+@click.option("--rate-weights", callback=_rate_weights, metavar="W1,..,W6",
+              help="Variable rate: relative frequency of q1..q6 in the batches (default: uniform).")
 @click.option("--steps", type=click.IntRange(1), default=10000, show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--patch", type=click.IntRange(64), help="Crop size.  [default: 128; MRT 256]")

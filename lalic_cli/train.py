@@ -40,6 +40,7 @@ class TrainConfig:
     codec: str = "lalic"  # model family: "lalic" or "mrt"
     lmbda: float | None = None  # fixed-rate training when given
     variable_rate: bool = False
+    rate_weights: tuple[float, ...] | None = None  # variable rate: how often each of q1..q6 is drawn
     steps: int = 10000
     batch: int = 8
     patch: int = 128
@@ -190,7 +191,7 @@ class Recipe:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        for option in ("tokenizer", "perceptual_weights"):
+        for option in ("tokenizer", "perceptual_weights", "rate_weights"):
             if getattr(cfg, option) and option not in self.options:
                 raise InputError(f"--{option.replace('_', '-')} does not apply to {cfg.codec} stage {cfg.stage}")
 
@@ -208,11 +209,20 @@ class LalicRecipe(Recipe):
 
     family, default_config, default_patch = "lalic", "lite", 128
     multiple = 64
+    options = ("rate_weights",)
 
     def __init__(self, cfg: TrainConfig):
         super().__init__(cfg)
         if not cfg.variable_rate and cfg.lmbda is None:
             raise InputError("give --lambda L (fixed rate) or --variable-rate")
+        self.rate_weights = None
+        if cfg.rate_weights is not None:
+            w = tuple(float(v) for v in cfg.rate_weights)
+            if not cfg.variable_rate:
+                raise InputError("--rate-weights needs --variable-rate")
+            if len(w) != len(LAMBDAS) or min(w) < 0 or not sum(w) > 0 or not all(math.isfinite(v) for v in w):
+                raise InputError(f"--rate-weights takes {len(LAMBDAS)} weights >= 0 (q1..q6), not {cfg.rate_weights}")
+            self.rate_weights = torch.tensor(w, dtype=torch.float64)
 
     def build(self) -> torch.nn.Module:
         return LALIC(**get_config(self.cfg.config).kwargs(), num_rates=len(LAMBDAS) if self.cfg.variable_rate else 0)
@@ -221,7 +231,10 @@ class LalicRecipe(Recipe):
         """``(quality per image or None, lambda per image)``."""
         if not self.cfg.variable_rate:
             return None, torch.full((n,), self.cfg.lmbda)
-        idx = torch.randint(len(LAMBDAS), (n,), generator=gen)
+        if self.rate_weights is None:
+            idx = torch.randint(len(LAMBDAS), (n,), generator=gen)
+        else:  # drawn more often, a rate trains faster (the others' share shrinks)
+            idx = torch.multinomial(self.rate_weights, n, replacement=True, generator=gen)
         return (idx + 1).float(), torch.tensor(LAMBDAS)[idx]
 
     def loss(self, out: dict, x: torch.Tensor, lmbda: torch.Tensor) -> dict:

@@ -302,3 +302,41 @@ def test_train_command_exports_fp16_weights(image_folder, tmp_path):
     with safe_open(str(out / "w.safetensors"), "pt") as f:
         dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
     assert "F16" in dtypes
+
+
+def test_rate_weights_set_how_often_each_quality_is_drawn(image_folder, tmp_path):
+    from lalic_cli.train import LAMBDAS, LalicRecipe
+
+    recipe = LalicRecipe(cfg(image_folder, tmp_path, rate_weights=(0, 0, 0, 0, 1, 3)))
+    q, lmbda = recipe.sample(8000, torch.Generator().manual_seed(0))
+    counts = torch.bincount(q.long(), minlength=7)
+    assert counts[:5].sum() == 0  # q1..q4 weigh 0 (and there is no q0)
+    assert 0.73 < counts[6] / 8000 < 0.77  # 3 of 4; binomial sd 0.005
+    assert torch.equal(lmbda, torch.tensor(LAMBDAS)[q.long() - 1])
+
+
+def test_uniform_rates_draw_every_quality_alike(image_folder, tmp_path):
+    from lalic_cli.train import LalicRecipe
+
+    q, _ = LalicRecipe(cfg(image_folder, tmp_path)).sample(6000, torch.Generator().manual_seed(1))
+    share = torch.bincount(q.long(), minlength=7)[1:] / 6000
+    assert torch.all((share > 0.14) & (share < 0.19)), share  # 1/6 each; sd 0.005
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--variable-rate", "--rate-weights", "1,1,2"], "takes 6 weights"),
+    (["--variable-rate", "--rate-weights", "1,1,1,1,1,-1"], "takes 6 weights"),
+    (["--variable-rate", "--rate-weights", "0,0,0,0,0,0"], "takes 6 weights"),
+    (["--variable-rate", "--rate-weights", "1,1,x,1,1,2"], "comma-separated numbers"),
+    (["--lambda", "0.0067", "--rate-weights", "1,1,1,1,1,2"], "needs --variable-rate"),
+    (["--codec", "mrt", "--config", "mrt-tiny", "--rate-weights", "1,1,1,1,1,2"], "does not apply"),
+])
+def test_bad_rate_weights_exit_2(image_folder, tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from lalic_cli.cli import main
+
+    r = CliRunner().invoke(main, ["train", "--data", str(image_folder), "--out", str(tmp_path / "o"),
+                                  "--config", "tiny", "--steps", "1", *args])
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert "Traceback" not in r.output
