@@ -338,6 +338,9 @@ def _rate_weights(_ctx, _param, value: str | None) -> tuple[float, ...] | None:
               help="MRT stage 2: a torchvision VGG16 state dict, for an LPIPS-style term.")
 @click.option("--perceptual-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Weight of that term.")
+@click.option("--precision", type=click.Choice(["float32", "bf16"]), default="float32", show_default=True,
+              help="bf16: g_a and g_s under bf16 autocast while training (faster where the CPU has "
+                   "AVX-512-BF16; see benchmarks/RESULTS.md). Validation and exports stay float32.")
 @click.option("--export", "export_name", help="After training, write weights NAME.safetensors into --out.")
 @click.option("--export-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Precision of the exported weights (float16: the bundled weights' form, half the size).")

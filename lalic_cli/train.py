@@ -61,6 +61,7 @@ class TrainConfig:
     tokenizer: str | None = None  # stage 1: the tokenizer's weights
     perceptual_weights: str | None = None  # stage 2: a torchvision VGG16 state dict
     perceptual_weight: float = 1.0
+    precision: str = "float32"  # "bf16": the analysis/synthesis transforms under bf16 autocast while training
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -184,6 +185,7 @@ class Recipe:
     default_config: str
     default_patch: int
     multiple = 1  # crop sides must be a multiple of this
+    transforms: tuple[str, ...] = ()  # the modules --precision bf16 runs under autocast
     unused_parameters = False  # for DDP
     options: tuple[str, ...] = ()
     #: metrics on the progress line, with their formats
@@ -209,6 +211,7 @@ class LalicRecipe(Recipe):
 
     family, default_config, default_patch = "lalic", "lite", 128
     multiple = 64
+    transforms = ("g_a", "g_s")  # the entropy model stays float32: its likelihoods need the range
     options = ("rate_weights",)
 
     def __init__(self, cfg: TrainConfig):
@@ -347,6 +350,27 @@ RECIPES = {
 }
 
 
+PRECISIONS = {"float32": None, "bf16": torch.bfloat16}
+
+
+def autocast_in_training(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Run ``module`` under autocast while it trains and hand float32 on: the cheaper
+    arithmetic of AVX-512-BF16, AMX or a GPU. In eval mode or without gradients
+    (validation, export, the memory-saving inference path) it runs in float32 as before,
+    so validation stays comparable with float32 runs."""
+    forward = module.forward
+
+    def run(*args, **kwargs):
+        if not (module.training and torch.is_grad_enabled()):
+            return forward(*args, **kwargs)
+        device = next(a for a in args if isinstance(a, torch.Tensor)).device.type
+        with torch.autocast(device, dtype=dtype):
+            y = forward(*args, **kwargs)
+        return y.float()
+
+    module.forward = run
+
+
 def recipe_for(codec: str, stage: str = "2") -> type[Recipe]:
     try:
         return RECIPES[codec, stage]
@@ -397,6 +421,13 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.model = model if model is not None else self.recipe.build()
+        if cfg.precision not in PRECISIONS:
+            raise InputError(f"--precision takes {', '.join(PRECISIONS)}, not {cfg.precision!r}")
+        if PRECISIONS[cfg.precision] is not None:
+            if not self.recipe.transforms:
+                raise InputError(f"--precision {cfg.precision} applies to LALIC only")
+            for name in self.recipe.transforms:
+                autocast_in_training(getattr(self.model, name), PRECISIONS[cfg.precision])
         self.steps_before = 0  # steps the weights had before this run (--init's metadata)
         if cfg.init and not resume:
             self._init_from(cfg.init)

@@ -340,3 +340,35 @@ def test_bad_rate_weights_exit_2(image_folder, tmp_path, args, message):
                                   "--config", "tiny", "--steps", "1", *args])
     assert r.exit_code == 2 and message in r.output, r.output
     assert "Traceback" not in r.output
+
+
+def test_bf16_precision_runs_the_transforms_in_bf16_while_training_only(image_folder, tmp_path):
+    t = Trainer(cfg(image_folder, tmp_path / "b", precision="bf16"))
+    ref = LALIC(**get_config("tiny").kwargs(), num_rates=6)
+    ref.load_state_dict(t.model.state_dict())
+    seen = []
+    layer = next(m for m in t.model.g_a.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    layer.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    metrics = t.train_step()
+    assert math.isfinite(metrics["loss"]) and seen == [torch.bfloat16]
+    x = torch.rand(1, 3, 64, 64)
+    ref.load_state_dict(t.model.state_dict())
+    y_train, y_ref = t.model.g_a(x).detach(), ref.g_a(x).detach()
+    assert y_train.dtype == torch.float32 and seen[-1] == torch.bfloat16
+    rel = float((y_train - y_ref).norm() / y_ref.norm())
+    assert 0 < rel < 3e-2  # bf16's 8-bit mantissa: an error, and a small one
+    t.model.eval()
+    ref.eval()
+    with torch.no_grad():
+        assert torch.equal(t.model.g_a(x), ref.g_a(x))  # validation and export stay float32
+    assert seen[-1] == torch.float32
+
+
+def test_bf16_precision_is_refused_where_it_does_not_apply(image_folder, tmp_path):
+    from click.testing import CliRunner
+
+    from lalic_cli.cli import main
+
+    r = CliRunner().invoke(main, ["train", "--data", str(image_folder), "--out", str(tmp_path / "m"),
+                                  "--codec", "mrt", "--config", "mrt-tiny", "--steps", "1", "--precision", "bf16"])
+    assert r.exit_code == 2 and "applies to LALIC only" in r.output, r.output
