@@ -315,9 +315,9 @@ def _rate_weights(_ctx, _param, value: str | None) -> tuple[float, ...] | None:
 @click.option("--config", "config_name",
               help="Model config (see configs registry).  [default: lite; mrt-small; vq-small for the tokenizer]")
 @click.option("--lambda", "lmbda", type=float, help="Fixed-rate training at this lambda (LALIC).")
-@click.option("--variable-rate", is_flag=True, help="One model for q1..q6 (gain units).")
-@click.option("--rate-weights", callback=_rate_weights, metavar="W1,..,W6",
-              help="Variable rate: relative frequency of q1..q6 in the batches (default: uniform).")
+@click.option("--variable-rate", is_flag=True, help="One model for q1..q8 (gain units).")
+@click.option("--rate-weights", callback=_rate_weights, metavar="W1,..,W8",
+              help="Variable rate: relative frequency of q1..q8 in the batches (default: uniform).")
 @click.option("--steps", type=click.IntRange(1), default=10000, show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--patch", type=click.IntRange(64), help="Crop size.  [default: 128; MRT 256]")
@@ -372,7 +372,9 @@ def train(codec, stage, config_name, lmbda, variable_rate, resume, export_name, 
             shown = "  ".join(f"{k} {m[k]:{fmt}}" for k, fmt in recipe.shown)
             stats = f"{shown}  {m['steps_per_s']:.2f} it/s"
             if "val_psnr" in m:
-                bar.console.print(f"step {step}: val bpp {m['val_bpp']:.4f}  val psnr {m['val_psnr']:.2f}")
+                top = "".join(f"  {k[len('val_psnr_'):]}: bpp {m['val_bpp_' + k[len('val_psnr_'):]]:.4f} "
+                              f"psnr {m[k]:.2f}" for k in m if k.startswith("val_psnr_"))
+                bar.console.print(f"step {step}: val bpp {m['val_bpp']:.4f}  val psnr {m['val_psnr']:.2f}{top}")
             bar.update(task, completed=step, stats=stats)
             if not err.is_terminal and step % 25 == 0:
                 bar.console.print(f"step {step}/{cfg.steps}: {stats}", markup=False)

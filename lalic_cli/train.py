@@ -28,7 +28,9 @@ from .models import LALIC, MRT, VQTokenizer, get_config
 from .models.mrt_align import MrtAligner
 from .zoo.registry import save_weights
 
-LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)  # q1..q6, the official levels
+# q1..q6 are the official levels; q7 and q8 go on at the same ratio (about 1.93x) for the
+# high-quality end that variable-rate weights reach and official checkpoints do not.
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 
 
@@ -40,7 +42,7 @@ class TrainConfig:
     codec: str = "lalic"  # model family: "lalic" or "mrt"
     lmbda: float | None = None  # fixed-rate training when given
     variable_rate: bool = False
-    rate_weights: tuple[float, ...] | None = None  # variable rate: how often each of q1..q6 is drawn
+    rate_weights: tuple[float, ...] | None = None  # variable rate: how often each quality is drawn
     steps: int = 10000
     batch: int = 8
     patch: int = 128
@@ -205,9 +207,13 @@ class Recipe:
         """The part of the trained model that is exported and that ``--init`` loads."""
         return model
 
+    def top_validation(self) -> list[tuple[float, torch.Tensor | None]]:
+        """Further ``(quality, weights)`` points that validation reports, keyed ``_q<quality>``."""
+        return []
+
 
 class LalicRecipe(Recipe):
-    """LALIC: lambda * 255^2 * MSE + bpp; variable rate draws one of the six lambdas per image."""
+    """LALIC: lambda * 255^2 * MSE + bpp; variable rate draws one of ``LAMBDAS`` per image."""
 
     family, default_config, default_patch = "lalic", "lite", 128
     multiple = 64
@@ -224,7 +230,7 @@ class LalicRecipe(Recipe):
             if not cfg.variable_rate:
                 raise InputError("--rate-weights needs --variable-rate")
             if len(w) != len(LAMBDAS) or min(w) < 0 or not sum(w) > 0 or not all(math.isfinite(v) for v in w):
-                raise InputError(f"--rate-weights takes {len(LAMBDAS)} weights >= 0 (q1..q6), not {cfg.rate_weights}")
+                raise InputError(f"--rate-weights takes {len(LAMBDAS)} weights >= 0 (q1..q{len(LAMBDAS)}), not {cfg.rate_weights}")
             self.rate_weights = torch.tensor(w, dtype=torch.float64)
 
     def build(self) -> torch.nn.Module:
@@ -246,6 +252,10 @@ class LalicRecipe(Recipe):
     def validation(self) -> tuple[float | None, torch.Tensor]:
         lmbda = self.cfg.lmbda if self.cfg.lmbda is not None else LAMBDAS[2]
         return (None if not self.cfg.variable_rate else 3.0), torch.tensor([lmbda])
+
+    def top_validation(self) -> list[tuple[float, torch.Tensor]]:
+        """Variable rate: the top quality too, where the transforms' fidelity shows first."""
+        return [(float(len(LAMBDAS)), torch.tensor([LAMBDAS[-1]]))] if self.cfg.variable_rate else []
 
 
 class MrtRecipe(Recipe):
@@ -398,6 +408,21 @@ def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
 
 
+def extend_rates(table: torch.Tensor, rates: int) -> torch.Tensor:
+    """A gain table (rates x M) with rows added above its top quality, each one step of
+    the top two rows' geometric ratio further: weights trained on q1..q6 start q7 and q8
+    where they extrapolate, and keep their own q1..q6 exactly."""
+    have = table.shape[0]
+    if have >= rates:
+        return table[:rates]
+    if have < 2:
+        raise InputError(f"cannot extend a gain table of {have} rate(s) to {rates}")
+    t = table.float().abs().clamp_min(1e-6)
+    ratio = t[-1] / t[-2]
+    extra = [t[-1] * ratio ** k for k in range(1, rates - have + 1)]
+    return torch.cat([table.float(), torch.stack(extra)]).to(table.dtype)
+
+
 class Trainer:
     """One training run; ``run`` can be interrupted and resumed exactly."""
 
@@ -471,8 +496,14 @@ class Trainer:
 
     def load(self, path: str) -> None:
         st = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(st["model"])
-        self.opt.load_state_dict(st["opt"])
+        model_sd, params = st["model"], dict(self.model.named_parameters())
+        grown = [k for k in ("gain", "inv_gain") if k in model_sd and k in params
+                 and model_sd[k].shape != params[k].shape]
+        for k in grown:  # a checkpoint of fewer rates: its optimiser state no longer fits
+            model_sd[k] = extend_rates(model_sd[k], params[k].shape[0])
+        self.model.load_state_dict(model_sd)
+        if not grown:
+            self.opt.load_state_dict(st["opt"])
         if self.aux_opt:
             self.aux_opt.load_state_dict(st["aux_opt"])
         self.step = st["step"]
@@ -507,6 +538,8 @@ class Trainer:
             raise InputError(f"{path}: no values for {len(missing)} parameters, e.g. {missing[0]}")
         with torch.no_grad():
             for k, p in params.items():
+                if k in ("gain", "inv_gain") and sd[k].shape[1:] == p.shape[1:]:
+                    sd[k] = extend_rates(sd[k], p.shape[0])
                 if sd[k].shape != p.shape:
                     raise InputError(f"{path}: {k} has shape {tuple(sd[k].shape)}, the model {tuple(p.shape)}")
                 p.copy_(sd[k].to(p.dtype))
@@ -592,18 +625,21 @@ class Trainer:
         if not self.cfg.val_data:
             return None
         self.model.eval()
-        q, lmbda = self.recipe.validation()
+        points = [("", *self.recipe.validation())]
+        points += [(f"_q{q:g}", q, lmbda) for q, lmbda in self.recipe.top_validation()]
         m = self.recipe.multiple
-        rows = []
+        rows: dict[str, list] = {suffix: [] for suffix, _, _ in points}
         for p in list_images(self.cfg.val_data)[: self.cfg.val_limit]:
             img = torch.from_numpy(np.asarray(Image.open(p).convert("RGB")).copy()).permute(2, 0, 1)
             x = img[None].float().div(255).to(self.device)
             h, w = x.shape[-2:]
             x = x[..., : h - h % m, : w - w % m]
-            out = self.model(x) if q is None else self.model(x, q)
-            rows.append(self.recipe.loss(out, x, lmbda))
+            for suffix, q, lmbda in points:
+                out = self.model(x) if q is None else self.model(x, q)
+                rows[suffix].append(self.recipe.loss(out, x, lmbda))
         self.model.train()
-        return {k: float(sum(float(r[k]) for r in rows) / len(rows)) for k in ("loss", "bpp", "psnr")}
+        return {k + suffix: float(sum(float(r[k]) for r in rs) / len(rs))
+                for suffix, rs in rows.items() for k in ("loss", "bpp", "psnr")}
 
     def run(self, on_step=None) -> None:
         """Train to ``cfg.steps``; checkpoints periodically and on exit, Ctrl-C included."""

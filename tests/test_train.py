@@ -307,10 +307,10 @@ def test_train_command_exports_fp16_weights(image_folder, tmp_path):
 def test_rate_weights_set_how_often_each_quality_is_drawn(image_folder, tmp_path):
     from lalic_cli.train import LAMBDAS, LalicRecipe
 
-    recipe = LalicRecipe(cfg(image_folder, tmp_path, rate_weights=(0, 0, 0, 0, 1, 3)))
+    recipe = LalicRecipe(cfg(image_folder, tmp_path, rate_weights=(0, 0, 0, 0, 1, 3, 0, 0)))
     q, lmbda = recipe.sample(8000, torch.Generator().manual_seed(0))
-    counts = torch.bincount(q.long(), minlength=7)
-    assert counts[:5].sum() == 0  # q1..q4 weigh 0 (and there is no q0)
+    counts = torch.bincount(q.long(), minlength=9)
+    assert counts[:5].sum() == 0 and counts[7:].sum() == 0  # only q5 and q6 weigh (and there is no q0)
     assert 0.73 < counts[6] / 8000 < 0.77  # 3 of 4; binomial sd 0.005
     assert torch.equal(lmbda, torch.tensor(LAMBDAS)[q.long() - 1])
 
@@ -319,14 +319,14 @@ def test_uniform_rates_draw_every_quality_alike(image_folder, tmp_path):
     from lalic_cli.train import LalicRecipe
 
     q, _ = LalicRecipe(cfg(image_folder, tmp_path)).sample(6000, torch.Generator().manual_seed(1))
-    share = torch.bincount(q.long(), minlength=7)[1:] / 6000
-    assert torch.all((share > 0.14) & (share < 0.19)), share  # 1/6 each; sd 0.005
+    share = torch.bincount(q.long(), minlength=9)[1:] / 6000
+    assert len(share) == 8 and torch.all((share > 0.105) & (share < 0.145)), share  # 1/8 each; sd 0.004
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--variable-rate", "--rate-weights", "1,1,2"], "takes 6 weights"),
-    (["--variable-rate", "--rate-weights", "1,1,1,1,1,-1"], "takes 6 weights"),
-    (["--variable-rate", "--rate-weights", "0,0,0,0,0,0"], "takes 6 weights"),
+    (["--variable-rate", "--rate-weights", "1,1,2"], "takes 8 weights"),
+    (["--variable-rate", "--rate-weights", "1,1,1,1,1,1,1,-1"], "takes 8 weights"),
+    (["--variable-rate", "--rate-weights", "0,0,0,0,0,0,0,0"], "takes 8 weights"),
     (["--variable-rate", "--rate-weights", "1,1,x,1,1,2"], "comma-separated numbers"),
     (["--lambda", "0.0067", "--rate-weights", "1,1,1,1,1,2"], "needs --variable-rate"),
     (["--codec", "mrt", "--config", "mrt-tiny", "--rate-weights", "1,1,1,1,1,2"], "does not apply"),
@@ -371,3 +371,33 @@ def test_bf16_precision_is_refused_where_it_does_not_apply(image_folder, tmp_pat
     r = CliRunner().invoke(main, ["train", "--data", str(image_folder), "--out", str(tmp_path / "m"),
                                   "--codec", "mrt", "--config", "mrt-tiny", "--steps", "1", "--precision", "bf16"])
     assert r.exit_code == 2 and "applies to LALIC only" in r.output, r.output
+
+
+def test_extend_rates_keeps_trained_rows_and_continues_the_top_ratio():
+    from lalic_cli.train import extend_rates
+
+    table = torch.tensor([[1.0, 2.0], [2.0, 3.0], [4.0, 6.0]])
+    out = extend_rates(table, 5)
+    assert torch.equal(out[:3], table)
+    assert torch.allclose(out[3:], torch.tensor([[8.0, 12.0], [16.0, 24.0]]))
+
+
+def test_init_from_six_rate_weights_codes_q1_to_q6_unchanged(image_folder, tmp_path):
+    """An 8-rate model started from 6-rate weights gives the 6-rate model's output at q1..q6."""
+    from lalic_cli.models import LALIC, get_config
+    from lalic_cli.train import LAMBDAS, Trainer
+    from lalic_cli.zoo.registry import save_weights
+
+    torch.manual_seed(3)
+    six = LALIC(**get_config("tiny").kwargs(), num_rates=6).eval()
+    save_weights(six.state_dict(), tmp_path / "six.safetensors", {"config": "tiny", "family": "lalic",
+                                                                   "quality": "variable", "steps": "7"})
+    t = Trainer(cfg(image_folder, tmp_path, init=str(tmp_path / "six.safetensors")))
+    eight = t.model.eval()
+    assert eight.num_rates == len(LAMBDAS) == 8
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for q in (1.0, 3.5, 6.0):
+            assert torch.allclose(eight(x, q)["x_hat"], six(x, q)["x_hat"], atol=1e-5)
+        g6, g7, g8 = (eight.gains(q)[0].flatten() for q in (6.0, 7.0, 8.0))
+    assert torch.allclose(g7 / g6, g8 / g7)  # q7 and q8 continue the top ratio
