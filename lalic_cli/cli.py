@@ -23,7 +23,6 @@ from .runtime import tune_allocator
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-QUALITY = click.FloatRange(1, 6)
 DEVICE = click.Choice(["auto", "cpu", "cuda"])
 
 
@@ -33,6 +32,9 @@ class LalicGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:  # a command's options: one line too, not click's three
+            err.print(f"lalic: error: {e.format_message()}", markup=False)
+            ctx.exit(2)
         except errors.USER_ERRORS as e:
             err.print(f"lalic: error: {e}", markup=False)
             ctx.exit(2)
@@ -89,8 +91,8 @@ def _run_batch(items: list[str], one, console: Console) -> None:
 
 @main.command()
 @click.argument("images", nargs=-1, required=True)
-@click.option("-q", "--quality", type=QUALITY, default=3, show_default=True,
-              help="1 (smallest) .. 6 (best); MRT: 1 .. 3.")
+@click.option("-q", "--quality", default="3", show_default=True,
+              help="1 (smallest) .. 6 (best); 7 and 8 with weights trained that far; MRT: 1 .. 3.")
 @click.option("--codec", type=click.Choice(["lalic", "mrt"]), default="lalic", show_default=True,
               help="Model family: mrt codes extreme rates (below 0.03 bpp).")
 @click.option("-o", "--output", help="Output file, folder (several inputs) or - for stdout.")
@@ -101,9 +103,11 @@ def _run_batch(items: list[str], one, console: Console) -> None:
 @click.option("--quiet", is_flag=True, help="Print only errors and notes (no progress, no summary).")
 def encode(images, quality, codec, output, weights, device, max_pixels, force, quiet) -> None:
     """Encode IMAGES (PNG, JPEG, WebP, ...; - for stdin) to .lal files."""
+    from .families import FAMILIES
+
+    quality = FAMILIES[codec].parse_quality(quality)  # once, before any input is read or torch loaded
     from .codec import DEFAULT_MAX_PIXELS, encode_prepared
     from .image import open_image, prepare
-
     console = err if (output == "-" or "-" in images) else out
 
     def one(src: str) -> None:

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import DecodeError, InputError
+from .errors import DecodeError, InputError, QualityError
 from .bitstream import Header, LalFile, pack, unpack
+from .families import FAMILIES
 from .image import PreparedImage, open_image, prepare, restore
 from .memory import check_fits
 from .models.portable import portable_latent_codec
@@ -164,9 +165,13 @@ def encode_prepared(
         )
     if codec not in _COMPRESS:
         raise InputError(f"unknown codec {codec!r} ({', '.join(CODECS)})")
+    quality = FAMILIES[codec].parse_quality(quality)
     dev = pick_device(device)
     entry = resolve(weights, quality, codec)
     model, short_hash = load_model(entry, dev)
+    if quality > model.max_quality:  # the model itself would clamp it and code another quality
+        raise QualityError(f"quality {quality:g} is outside 1 .. {model.max_quality}, the qualities "
+                           f"{entry.name} codes")
     check_fits(model, img.height, img.width, dev)
     x, pad = pad_to(img.rgb.to(dev), model.downsampling_factor)
     with torch.inference_mode():

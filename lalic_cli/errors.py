@@ -11,6 +11,11 @@ class InputError(LalicError):
     """A missing or unusable input path or option value."""
 
 
+class QualityError(InputError):
+    """A quality that is not a number, or that the family or the chosen weights do not code:
+    one type for that one mistake, from the CLI, the library and the Pillow plugin alike."""
+
+
 class DecodeError(LalicError):
     """A file that parses but cannot be decoded correctly."""
 

@@ -18,7 +18,8 @@ imported on the first decode or encode, not by registering.
 Errors are lalic's: a file that starts like a ``.lal`` file but is truncated or
 corrupt raises :class:`~lalic_cli.bitstream.BitstreamError` from ``Image.open``;
 missing weights raise :class:`~lalic_cli.zoo.registry.WeightsError` from ``load``;
-a bad ``quality`` raises :class:`~lalic_cli.errors.InputError` from ``save``. A
+a bad ``quality`` raises :class:`~lalic_cli.errors.QualityError` (an ``InputError``)
+from ``save``, as ``encode_image`` does. A
 file that is not a ``.lal`` file at all is left to Pillow's other formats (and so
 gives Pillow's ``UnidentifiedImageError`` if none reads it).
 
@@ -78,24 +79,11 @@ class LalImageFile(ImageFile.ImageFile):
         return super().load()
 
 
-def _quality(value: Any) -> float:
-    """What ``lalic encode -q`` accepts: a number from 1 to 6 (fractions for variable-rate weights)."""
-    if isinstance(value, bool):
-        value = str(value)
-    try:
-        q = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"quality must be a number from 1 (smallest) to 6 (best), got {value!r}") from None
-    if not 1 <= q <= 6:
-        raise InputError(f"quality must be from 1 (smallest) to 6 (best), got {value!r}")
-    return q
-
-
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from .codec import DEFAULT_MAX_PIXELS, encode_image
 
     info = im.encoderinfo
-    quality = _quality(info.get("quality", DEFAULT_QUALITY))
+    quality = info.get("quality", DEFAULT_QUALITY)
     data = encode_image(im, quality, weights=info.get("weights"), device=info.get("device", "auto"),
                         max_pixels=info.get("max_pixels", DEFAULT_MAX_PIXELS))
     fp.write(data)

@@ -192,7 +192,7 @@ def test_qualities_per_family(mrt_weights, folder):
     assert parse_qualities(("3", "1,2"), "mrt") == (1.0, 2.0, 3.0)
     assert parse_qualities(("1.5", "6"), "lalic") == (1.5, 6.0)
     for values, codec, words in ((("4",), "mrt", "outside 1 .. 3"), (("1.5",), "mrt", "whole numbers"),
-                                 (("7",), "lalic", "outside 1 .. 6"), (("x",), "mrt", "not a number")):
+                                 (("9",), "lalic", "outside 1 .. 8"), (("x",), "mrt", "not a number")):
         with pytest.raises(InputError, match=words):
             parse_qualities(values, codec)
     runner = CliRunner()

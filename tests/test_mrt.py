@@ -234,11 +234,11 @@ def test_mrt_file_is_tiny(mrt_weights):
 
 def test_float_entropy_and_wrong_quality_are_clear_errors(mrt_weights):
     from lalic_cli.codec import encode_image
-    from lalic_cli.errors import InputError
+    from lalic_cli.errors import InputError, QualityError
 
     with pytest.raises(InputError, match="exact"):
         encode_image(_image(64, 64), 1, weights=str(mrt_weights), codec="mrt", entropy="float")
-    with pytest.raises(InputError, match="qualities are 1..2"):
+    with pytest.raises(QualityError, match="outside 1 .. 2"):
         encode_image(_image(64, 64), 3, weights=str(mrt_weights), codec="mrt")
 
 
@@ -283,7 +283,7 @@ def test_cli_bad_quality_exits_2_without_traceback(mrt_weights, tmp_path):
     r = _cli("encode", str(src), "--codec", "mrt", "-q", "3", "--weights", str(mrt_weights), "-o",
              str(tmp_path / "x.lal"))
     assert r.returncode == 2
-    assert "Traceback" not in r.stderr and "qualities are 1..2" in r.stderr
+    assert "Traceback" not in r.stderr and "quality 3 is outside 1 .. 2" in r.stderr
     assert not (tmp_path / "x.lal").exists()
 
 

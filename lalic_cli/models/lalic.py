@@ -140,6 +140,12 @@ class LALIC(SimpleVAECompressionModel):
     def variable_rate(self) -> bool:
         return self.num_rates > 0
 
+    @property
+    def max_quality(self) -> int:
+        """The top quality these weights code: their rates, or q6 of the official ladder
+        that fixed-rate weights are labelled on."""
+        return self.num_rates or 6
+
     def gains(self, quality: float | torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Gain and inverse gain (``B x M x 1 x 1``) for qualities in ``[1, num_rates]``.
 

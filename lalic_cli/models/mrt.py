@@ -196,6 +196,11 @@ class MRT(nn.Module):
         return {"x_hat": self.decode_latent(q["signs"], q["shape"]), "likelihoods": q["likelihoods"],
                 "lfq_loss": q["lfq_loss"]}
 
+    @property
+    def max_quality(self) -> int:
+        """One quality per bit budget."""
+        return len(self.rate_bits)
+
     @torch.no_grad()
     def compress(self, x: torch.Tensor, quality: float) -> dict:
         """One padded image -> ``2 * groups`` strings, the window grid and the coded bits."""

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import LalicError
+from ..errors import LalicError, QualityError
 from ..fileio import atomic_write
 from ..resources import data_dir
 
@@ -184,7 +184,7 @@ def resolve(spec: str | None, quality: float, family: str = "lalic") -> WeightsE
             )
             raise WeightsError(f"no weights for quality {quality:g}: {how}")
     ranges = ", ".join(f"{e.name}: {e.qualities[0]:g} .. {e.qualities[1]:g}" for e in candidates if e.variable_rate)
-    raise WeightsError(
+    raise QualityError(
         f"no {family} weights cover quality {quality:g}"
         + (f" ({ranges})" if ranges else "")
         + ("" if float(quality).is_integer() else " (fractional qualities need variable-rate weights)")
