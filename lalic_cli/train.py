@@ -529,6 +529,7 @@ class Trainer:
         from .zoo.registry import weights_metadata
 
         sd = canonical(load_checkpoint_file(path))
+        sd = self._grown(sd)
         # every name of every parameter: h_a and h_s are also latent_codec.hyper's, and the
         # deduplicated listing names them only by the alias that canonical() drops
         named = self.recipe.inference(self.model).named_parameters(remove_duplicate=False)
@@ -547,6 +548,21 @@ class Trainer:
             self.steps_before = int(weights_metadata(Path(path)).get("steps", 0))
         except ValueError:
             self.steps_before = 0
+
+    def _grown(self, sd: dict) -> dict:
+        """Weights of a shallower LALIC config, grown into this run's (models/grow.py);
+        any other weights as they are."""
+        from .models.grow import can_grow, grow_state_dict
+        from .zoo.checkpoint import CheckpointError, canonical, detect_config, num_rates
+
+        try:
+            have = get_config(detect_config(sd))
+        except CheckpointError:
+            return sd  # the parameter check below names what does not fit
+        want = get_config(self.cfg.config)
+        if have.family != "lalic" or want.family != "lalic" or not can_grow(have, want):
+            return sd
+        return canonical(grow_state_dict(sd, have, want, num_rates=num_rates(sd), seed=self.cfg.seed))
 
     def save_checkpoint(self, collective: bool = True) -> Path | None:
         """Rank 0 writes; ``collective`` (every rank calls at the same step) adds each

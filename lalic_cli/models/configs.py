@@ -95,6 +95,13 @@ register_config(
     ),
 )
 register_config(
+    "small-d2",
+    ModelConfig(
+        N=48, M=128, dims=(32, 64, 96, 128, 96, 64), depths=(2, 2, 2, 2),
+        groups=(16, 16, 32, 64), description="small with two blocks per stage: grown from small's weights",
+    ),
+)
+register_config(
     "tiny",
     ModelConfig(
         N=16, M=48, dims=(16, 24, 32, 48, 32, 24), depths=(1, 1, 1, 1),
