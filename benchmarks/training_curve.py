@@ -51,11 +51,12 @@ def fit_log_line(steps: list[float], values: list[float]) -> tuple[float, float]
 
 
 def webp_margins(hist: dict, pts: list[dict]) -> dict[float, list[tuple[int, float]]]:
-    """``{WebP setting: [(steps, dB ahead of WebP at its rate), ...]}`` for the points with Kodak tables."""
+    """``{WebP setting: [(steps, dB ahead of WebP at its rate), ...]}`` for the points with Kodak tables
+    (but not those whose PSNR range did not overlap WebP's, which have no BD-rate against it)."""
     w = hist["webp_kodak"]
     out: dict[float, list[tuple[int, float]]] = {}
     for p in pts:
-        if "kodak" not in p:
+        if "kodak" not in p or p["webp_vs_lalic_psnr"] is None:
             continue
         for m in quality_margins(w["bpp"], w["psnr-rgb"], p["kodak"]["bpp"], p["kodak"]["psnr-rgb"]):
             out.setdefault(w["quality"][w["bpp"].index(m.rate)], []).append((p["steps"], m.margin))
@@ -95,7 +96,7 @@ def main() -> None:
         print("\nPSNR margin at WebP's settings (dB; positive: LALIC leads), LALIC interpolated in log-rate:")
         print("| steps | " + " | ".join(f"WebP {q:g} ({w['bpp'][w['quality'].index(q)]:.2f} bpp)" for q in margins) + " |")
         print("|---|" + "---|" * len(margins))
-        for p in (p for p in pts if "kodak" in p):
+        for p in (p for p in pts if "kodak" in p and p["webp_vs_lalic_psnr"] is not None):
             cells = [next((f"{v:+.2f}" for s, v in margins[q] if s == p["steps"]), "out of range") for q in margins]
             print(f"| {p['steps']:,} | " + " | ".join(cells) + " |")
         zero = {}

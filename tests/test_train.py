@@ -77,7 +77,7 @@ def test_a_left_over_aux_gradient_does_not_enter_the_update(image_folder, tmp_pa
 
 
 def test_a_given_model_trains_under_its_own_name(image_folder, tmp_path):
-    """benchmarks/train_control.py trains CompressAI's mbt2018-mean with lalic's recipe: a
+    """benchmarks/investigations/train_control.py trains CompressAI's mbt2018-mean with lalic's recipe: a
     model passed in needs no registered config."""
     from compressai.zoo import mbt2018_mean
 

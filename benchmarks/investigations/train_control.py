@@ -1,6 +1,6 @@
 """Control run for the R-D issue: CompressAI's mbt2018-mean trained with lalic's exact recipe.
 
-    python benchmarks/train_control.py --data DIR --out RUN --lambda 0.0067 [lalic-train options]
+    python benchmarks/investigations/train_control.py --data DIR --out RUN --lambda 0.0067 [lalic-train options]
 
 Same data, crops, batch, optimiser, lambda and validation as ``lalic train``; only the
 model differs. Comparing its validation curve with LALIC's tells whether LALIC learns

@@ -1,6 +1,6 @@
 """Compare two training runs batch by batch: a low-noise A/B for recipe changes.
 
-    python benchmarks/paired_loss.py A.log B.log [--after STEP]
+    python benchmarks/investigations/paired_loss.py A.log B.log [--after STEP]
 
 Both runs must start from the same weights with the same ``--seed`` (and world size),
 so that step n draws the same crops and lambdas in both. The loss ``lalic train`` logs
