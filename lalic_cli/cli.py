@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 
 from . import errors
-from .fileio import OutputExistsError, atomic_write
+from .fileio import OutputExistsError, atomic_write, names_folder, ready_output_place
 from .progress import DelayedSpinner
 from .runtime import tune_allocator
 
@@ -52,7 +52,7 @@ def _output_for(src: str, out_opt: str | None, many: bool, suffix: str) -> str:
     if out_opt == "-" or (src == "-" and out_opt is None):
         return "-"
     if out_opt is not None:
-        if many or Path(out_opt).is_dir():
+        if names_folder(out_opt, many):
             return str(Path(out_opt) / (Path(src).stem + suffix))
         return out_opt
     return str(Path(src).with_suffix(suffix))
@@ -69,6 +69,12 @@ def _write(dest: str, data_or_writer, force: bool) -> None:
 def _spinner(description: str, quiet: bool) -> DelayedSpinner:
     """A spinner on stderr for slow images, only when both stdout and stderr are a terminal."""
     return DelayedSpinner(err, description, enabled=not quiet and out.is_terminal and err.is_terminal)
+
+
+def _ready_output(output: str | None, inputs: int) -> None:
+    """Create or check ``-o``'s folder first, before torch is even imported."""
+    if output not in (None, "-"):
+        ready_output_place(output, inputs > 1)
 
 
 def _run_batch(items: list[str], one, console: Console) -> None:
@@ -101,6 +107,7 @@ def _run_batch(items: list[str], one, console: Console) -> None:
 @click.option("--quiet", is_flag=True, help="Print only errors and notes (no progress, no summary).")
 def encode(images, quality, codec, output, weights, device, max_pixels, force, quiet) -> None:
     """Encode IMAGES (PNG, JPEG, WebP, ...; - for stdin) to .lal files."""
+    _ready_output(output, len(images))
     from .codec import DEFAULT_MAX_PIXELS, encode_prepared
     from .image import open_image, prepare
 
@@ -139,6 +146,7 @@ def encode(images, quality, codec, output, weights, device, max_pixels, force, q
 @click.option("--quiet", is_flag=True, help="Print only errors (no progress, no summary).")
 def decode(files, output, weights, device, force, quiet) -> None:
     """Decode .lal FILES to images (PNG by default)."""
+    _ready_output(output, len(files))
     from .codec import decode as decode_lal
 
     console = err if (output == "-" or "-" in files) else out

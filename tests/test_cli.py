@@ -67,6 +67,38 @@ def test_several_inputs_into_folder(tiny_checkpoints, sample_png, tmp_path):
     assert (outdir / "sample.lal").read_bytes() == encode_image(sample_png, 3)
 
 
+def test_missing_output_folders(tiny_checkpoints, sample_png, tmp_path, monkeypatch):
+    """-o ending in / or shared by several inputs is created; a file in a missing folder is
+    refused with one line before any coding, and nothing is written."""
+    other = tmp_path / "other.png"
+    Image.open(sample_png).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(other)
+    r = run("encode", sample_png, other, "-q", 3, "-o", f"{tmp_path}/out/")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "sample.lal").read_bytes() == encode_image(sample_png, 3)
+    r = run("encode", sample_png, "-q", 3, "-o", f"{tmp_path}/one/")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "one" / "sample.lal").is_file()
+    r = run("decode", tmp_path / "out" / "sample.lal", tmp_path / "out" / "other.lal", "-o", tmp_path / "dec" / "deep")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "dec" / "deep").iterdir()) == ["other.png", "sample.png"]
+
+    import lalic_cli.codec
+
+    def no_coding(*_a, **_k):
+        raise AssertionError("coding started for an output that cannot be written")
+
+    monkeypatch.setattr(lalic_cli.codec, "encode_prepared", no_coding)
+    monkeypatch.setattr(lalic_cli.codec, "decode", no_coding)
+    for args in (["encode", sample_png, "-o", tmp_path / "nodir" / "x.lal"],
+                 ["decode", tmp_path / "out" / "sample.lal", "-o", tmp_path / "nodir" / "x.png"]):
+        r = run(*args)
+        assert r.exit_code == 2, r.output
+        assert r.output == f"lalic: error: {args[-1]}: folder {tmp_path / 'nodir'} does not exist (end -o with / to create it)\n"
+    assert not (tmp_path / "nodir").exists()
+    r = run("encode", sample_png, other, "-o", sample_png)
+    assert r.exit_code == 2 and r.output == f"lalic: error: {sample_png}: exists and is not a folder\n"
+
+
 def test_info_json(tiny_checkpoints, sample_png):
     run("encode", sample_png, "-q", 3)
     r = run("info", sample_png.with_suffix(".lal"), "--json")

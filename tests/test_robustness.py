@@ -86,6 +86,13 @@ def test_interrupted_write_leaves_nothing(tmp_path):
     assert dest.read_bytes() == b"keep"
 
 
+def test_write_into_missing_folder_is_a_user_error(tmp_path):
+    """What library callers (bench --plot, exports) meet: a LalicError, not FileNotFoundError."""
+    with pytest.raises(LalicError, match="folder .*nodir does not exist"):
+        atomic_write(tmp_path / "nodir" / "x.png", b"data")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_batch_with_one_bad_input_does_the_rest(tiny_checkpoints, sample_png, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
