@@ -11,6 +11,10 @@ class InputError(LalicError):
     """A missing or unusable input path or option value."""
 
 
+class ImageError(LalicError):
+    """An input image that cannot be read or coded."""
+
+
 class DecodeError(LalicError):
     """A file that parses but cannot be decoded correctly."""
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from .errors import LalicError
+from .errors import ImageError
 
 SUPPORTED_MODES = ("RGB", "L", "RGBA", "LA")
 STORED_BITS = "lalic_stored_bits"  # info key: bits per sample in the file, before Pillow's reduction
@@ -26,10 +26,6 @@ def _stored_bits(img: Image.Image) -> int:
         if isinstance(raw, str) and ";16" in raw:
             return 16
     return 16 if img.mode.startswith("I;16") else 8
-
-
-class ImageError(LalicError):
-    """An input image that cannot be read or coded."""
 
 
 @dataclass
