@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -48,19 +48,24 @@ class PreparedImage:
         return self.rgb.shape[-1]
 
 
-def open_image(path_or_bytes: str | Path | bytes) -> Image.Image:
-    """Open an image file; errors become ImageError with a one-line reason."""
-    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
+def open_image(path_or_bytes: str | Path | bytes, *, name: str | None = None) -> Image.Image:
+    """Open an image file; errors become ImageError with a one-line reason that starts with
+    ``name`` (default: the path, or "input" for bytes)."""
+    is_bytes = isinstance(path_or_bytes, bytes)
+    name = name or ("input" if is_bytes else str(path_or_bytes))
     try:
-        img = Image.open(src)
+        img = Image.open(io.BytesIO(path_or_bytes) if is_bytes else path_or_bytes)
         img.info[STORED_BITS] = _stored_bits(img)
         img.load()
     except FileNotFoundError:
-        raise ImageError(f"{path_or_bytes}: no such file") from None
+        raise ImageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a directory") from None
     except Image.DecompressionBombError as e:
-        raise ImageError(f"image refused by the decompression-bomb guard: {e}") from None
+        raise ImageError(f"{name}: refused by the decompression-bomb guard: {e}") from None
+    except UnidentifiedImageError:  # its message repeats the path, or shows a BytesIO's repr
+        raise ImageError(f"{name}: not a readable image (unknown format)") from None
     except (OSError, ValueError, SyntaxError) as e:
-        name = "input" if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
         raise ImageError(f"{name}: not a readable image ({e})") from None
     return img
 

@@ -163,3 +163,48 @@ def test_stdin_stdout(tiny_checkpoints, sample_png):
     assert r.exit_code == 0
     img = Image.open(__import__("io").BytesIO(r.stdout_bytes))
     assert img.size == (96, 80)
+
+
+def test_batch_errors_name_the_input_once_on_stderr(tiny_checkpoints, sample_png, tmp_path):
+    missing = tmp_path / "nonexist.png"
+    r = run("encode", missing, sample_png, "-q", 3, "-o", tmp_path / "out")
+    assert r.exit_code == 2
+    assert r.stderr == f"lalic: error: {missing}: no such file\nlalic: 1 of 2 inputs failed: {missing}\n"
+    assert "lalic: error" not in r.stdout and (tmp_path / "out" / "sample.lal").is_file()
+
+
+def test_unreadable_stdin_and_directories_read_plainly(tiny_checkpoints, tmp_path):
+    r = CliRunner().invoke(main, ["encode", "-", "-o", str(tmp_path / "x.lal")], input=b"junk")
+    assert r.exit_code == 2 and r.output == "lalic: error: stdin: not a readable image (unknown format)\n"
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    for command in ("encode", "decode", "info"):
+        r = run(command, folder)
+        assert r.exit_code == 2 and r.output == f"lalic: error: {folder}: is a directory\n", (command, r.output)
+
+
+def test_binary_output_is_not_poured_onto_a_terminal(tiny_checkpoints, sample_png, tmp_path):
+    """Like gzip and cwebp: one error line, exit 2, nothing written to the terminal."""
+    import os
+    import pty
+
+    lal = tmp_path / "s.lal"
+    lal.write_bytes(encode_image(sample_png, 3))
+    for args, stdin in ((["encode", "-"], sample_png), (["encode", sample_png, "-o", "-"], None),
+                        (["decode", lal, "-o", "-"], None), (["decode", "-"], lal)):
+        terminal, screen = pty.openpty()
+        try:
+            with open(stdin or os.devnull, "rb") as f:
+                p = subprocess.run([sys.executable, "-m", "lalic_cli.cli", *map(str, args)], stdin=f,
+                                   stdout=screen, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+            os.set_blocking(terminal, False)
+            try:
+                shown = os.read(terminal, 1 << 16)
+            except BlockingIOError:
+                shown = b""
+        finally:
+            os.close(terminal)
+            os.close(screen)
+        assert p.returncode == 2, (args, p.stderr)
+        assert p.stderr.startswith("lalic: error: refusing to write") and p.stderr.count("\n") == 1
+        assert shown == b"", args
