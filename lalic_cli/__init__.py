@@ -17,11 +17,28 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*is deprecated"
 _compressai.defer()
 
 if TYPE_CHECKING:
+    from .bitstream import BitstreamError
     from .codec import decode_bytes, decode_file, encode_image
+    from .errors import DecodeError, ImageError, InputError, LalicError, QualityError
+    from .fileio import OutputExistsError
     from .models import LALIC
     from .pillow_plugin import register_pillow
+    from .zoo.checkpoint import CheckpointError
+    from .zoo.registry import WeightsError
 
+# Every error a user can cause derives from LalicError (a ValueError); all but
+# CheckpointError (raised while importing weights, which needs torch anyway) live in
+# modules that import neither torch nor numpy.
 _EXPORTS = {
+    "BitstreamError": ".bitstream",
+    "CheckpointError": ".zoo.checkpoint",
+    "DecodeError": ".errors",
+    "ImageError": ".errors",
+    "InputError": ".errors",
+    "LalicError": ".errors",
+    "QualityError": ".errors",
+    "OutputExistsError": ".fileio",
+    "WeightsError": ".zoo.registry",
     "LALIC": ".models",
     "decode_bytes": ".codec",
     "decode_file": ".codec",

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 
 from . import errors
-from .fileio import OutputExistsError, atomic_write
+from .fileio import OutputExistsError, atomic_write, names_folder, ready_output_place
 from .progress import DelayedSpinner
 from .runtime import tune_allocator
 
@@ -54,7 +54,7 @@ def _output_for(src: str, out_opt: str | None, many: bool, suffix: str) -> str:
     if out_opt == "-" or (src == "-" and out_opt is None):
         return "-"
     if out_opt is not None:
-        if many or Path(out_opt).is_dir():
+        if names_folder(out_opt, many):
             return str(Path(out_opt) / (Path(src).stem + suffix))
         return out_opt
     return str(Path(src).with_suffix(suffix))
@@ -73,8 +73,22 @@ def _spinner(description: str, quiet: bool) -> DelayedSpinner:
     return DelayedSpinner(err, description, enabled=not quiet and out.is_terminal and err.is_terminal)
 
 
-def _run_batch(items: list[str], one, console: Console) -> None:
-    """Run ``one`` per input; a bad input is reported and the rest still run."""
+def _ready_output(output: str | None, items: tuple[str, ...], what: str) -> None:
+    """Check where outputs go before torch is even imported: create or check ``-o``'s folder,
+    and refuse to pour binary ``what`` onto a terminal (as gzip and cwebp do)."""
+    if (output == "-" or (output is None and "-" in items)) and sys.stdout.isatty():
+        raise errors.InputError(f"refusing to write {what} to a terminal (redirect stdout or give -o FILE)")
+    if output not in (None, "-"):
+        ready_output_place(output, len(items) > 1)
+
+
+def _name(item: str) -> str:
+    """How messages name an input: ``-`` is stdin."""
+    return "stdin" if item == "-" else item
+
+
+def _run_batch(items: list[str], one) -> None:
+    """Run ``one`` per input; a bad input is reported on stderr and the rest still run."""
     failures = []
     for item in items:
         try:
@@ -82,10 +96,11 @@ def _run_batch(items: list[str], one, console: Console) -> None:
         except errors.USER_ERRORS as e:
             if len(items) == 1:
                 raise
-            console.print(f"lalic: error: {item}: {e}", markup=False)
+            message = str(e) if str(e).startswith(f"{_name(item)}:") else f"{_name(item)}: {e}"
+            err.print(f"lalic: error: {message}", markup=False)
             failures.append(item)
     if failures:
-        console.print(f"lalic: {len(failures)} of {len(items)} inputs failed: {', '.join(failures)}", markup=False)
+        err.print(f"lalic: {len(failures)} of {len(items)} inputs failed: {', '.join(failures)}", markup=False)
         sys.exit(2)
 
 
@@ -106,15 +121,17 @@ def encode(images, quality, codec, output, weights, device, max_pixels, force, q
     from .families import FAMILIES
 
     quality = FAMILIES[codec].parse_quality(quality)  # once, before any input is read or torch loaded
+    _ready_output(output, images, ".lal data")
     from .codec import DEFAULT_MAX_PIXELS, encode_prepared
     from .image import open_image, prepare
+
     console = err if (output == "-" or "-" in images) else out
 
     def one(src: str) -> None:
         dest = _output_for(src, output, len(images) > 1, ".lal")
         if dest != "-" and Path(dest).exists() and not force:
             raise OutputExistsError(f"{dest} exists (use --force to overwrite)")
-        img = open_image(sys.stdin.buffer.read() if src == "-" else src)
+        img = open_image(sys.stdin.buffer.read(), name=_name(src)) if src == "-" else open_image(src)
         t0 = time.perf_counter()
         with _spinner(f"encoding {src}", quiet):
             enc = encode_prepared(prepare(img), quality, weights=weights, device=device,
@@ -131,7 +148,7 @@ def encode(images, quality, codec, output, weights, device, max_pixels, force, q
             markup=False,
         )
 
-    _run_batch(list(images), one, console)
+    _run_batch(list(images), one)
 
 
 @main.command()
@@ -143,6 +160,7 @@ def encode(images, quality, codec, output, weights, device, max_pixels, force, q
 @click.option("--quiet", is_flag=True, help="Print only errors (no progress, no summary).")
 def decode(files, output, weights, device, force, quiet) -> None:
     """Decode .lal FILES to images (PNG by default)."""
+    _ready_output(output, files, "PNG data")
     from .codec import decode as decode_lal
 
     console = err if (output == "-" or "-" in files) else out
@@ -168,7 +186,7 @@ def decode(files, output, weights, device, force, quiet) -> None:
         if not quiet:
             console.print(f"{src} -> {dest}  {dec.header.width}x{dec.header.height}  {dt:.2f} s", markup=False)
 
-    _run_batch(list(files), one, console)
+    _run_batch(list(files), one)
 
 
 def _read(path: str) -> bytes:

@@ -16,6 +16,10 @@ class QualityError(InputError):
     one type for that one mistake, from the CLI, the library and the Pillow plugin alike."""
 
 
+class ImageError(LalicError):
+    """An input image that cannot be read or coded."""
+
+
 class DecodeError(LalicError):
     """A file that parses but cannot be decoded correctly."""
 

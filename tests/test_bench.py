@@ -176,3 +176,25 @@ def test_quality_arguments():
         parse_qualities(("x",))
     assert parse_vs("jpeg, webp,jpeg444") == ["jpeg444", "jpeg420", "webp"]
     assert parse_vs("") == []
+
+
+def test_plot_names_the_anchors_full_kodak_and_shows_the_strings_curve():
+    """On a 3-image subset the anchors are still all of Kodak: the legend says so; the strings-only
+    curve, a hair left of the run's, is drawn distinct and on top of it."""
+    from lalic_cli.bench.report import Report
+    from lalic_cli.bench.runner import Result, Settings
+
+    images = ["kodim01.png", "kodim02.png", "kodim03.png"]
+    records = [{"image": im, "quality": q, "bpp": 0.2 * q, "bpp-strings": 0.2 * q - 0.002, "psnr-rgb": 27 + q,
+                "ms-ssim-rgb": 0.95, "ms-ssim-rgb-db": 13 + q, "encoding_time": 1.0, "decoding_time": 1.0}
+               for im in images for q in (1.0, 3.0, 6.0)]
+    result = Result(Settings(qualities=(1.0, 3.0, 6.0)), "cpu", images=images, records=records)
+    psnr_axes = Report(result).figure().axes[0]
+    lines = {line.get_label(): line for line in psnr_axes.get_lines()}
+    assert set(lines) == {"VTM-9.1, anchor: full Kodak (24 images)", "LALIC (paper), anchor: full Kodak (24 images)",
+                          "LALIC (this run), 3 images", "LALIC (this run), strings only, 3 images"}
+    assert [t.get_text() for t in psnr_axes.get_legend().get_texts()] == list(lines)
+    run, strings = lines["LALIC (this run), 3 images"], lines["LALIC (this run), strings only, 3 images"]
+    assert strings.get_zorder() > run.get_zorder()
+    assert strings.get_linestyle() != run.get_linestyle() and strings.get_marker() != run.get_marker()
+    assert strings.get_color() != run.get_color() and strings.get_markerfacecolor() == "none"

@@ -67,6 +67,38 @@ def test_several_inputs_into_folder(tiny_checkpoints, sample_png, tmp_path):
     assert (outdir / "sample.lal").read_bytes() == encode_image(sample_png, 3)
 
 
+def test_missing_output_folders(tiny_checkpoints, sample_png, tmp_path, monkeypatch):
+    """-o ending in / or shared by several inputs is created; a file in a missing folder is
+    refused with one line before any coding, and nothing is written."""
+    other = tmp_path / "other.png"
+    Image.open(sample_png).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(other)
+    r = run("encode", sample_png, other, "-q", 3, "-o", f"{tmp_path}/out/")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "sample.lal").read_bytes() == encode_image(sample_png, 3)
+    r = run("encode", sample_png, "-q", 3, "-o", f"{tmp_path}/one/")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "one" / "sample.lal").is_file()
+    r = run("decode", tmp_path / "out" / "sample.lal", tmp_path / "out" / "other.lal", "-o", tmp_path / "dec" / "deep")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "dec" / "deep").iterdir()) == ["other.png", "sample.png"]
+
+    import lalic_cli.codec
+
+    def no_coding(*_a, **_k):
+        raise AssertionError("coding started for an output that cannot be written")
+
+    monkeypatch.setattr(lalic_cli.codec, "encode_prepared", no_coding)
+    monkeypatch.setattr(lalic_cli.codec, "decode", no_coding)
+    for args in (["encode", sample_png, "-o", tmp_path / "nodir" / "x.lal"],
+                 ["decode", tmp_path / "out" / "sample.lal", "-o", tmp_path / "nodir" / "x.png"]):
+        r = run(*args)
+        assert r.exit_code == 2, r.output
+        assert r.output == f"lalic: error: {args[-1]}: folder {tmp_path / 'nodir'} does not exist (end -o with / to create it)\n"
+    assert not (tmp_path / "nodir").exists()
+    r = run("encode", sample_png, other, "-o", sample_png)
+    assert r.exit_code == 2 and r.output == f"lalic: error: {sample_png}: exists and is not a folder\n"
+
+
 def test_info_json(tiny_checkpoints, sample_png):
     run("encode", sample_png, "-q", 3)
     r = run("info", sample_png.with_suffix(".lal"), "--json")
@@ -131,3 +163,48 @@ def test_stdin_stdout(tiny_checkpoints, sample_png):
     assert r.exit_code == 0
     img = Image.open(__import__("io").BytesIO(r.stdout_bytes))
     assert img.size == (96, 80)
+
+
+def test_batch_errors_name_the_input_once_on_stderr(tiny_checkpoints, sample_png, tmp_path):
+    missing = tmp_path / "nonexist.png"
+    r = run("encode", missing, sample_png, "-q", 3, "-o", tmp_path / "out")
+    assert r.exit_code == 2
+    assert r.stderr == f"lalic: error: {missing}: no such file\nlalic: 1 of 2 inputs failed: {missing}\n"
+    assert "lalic: error" not in r.stdout and (tmp_path / "out" / "sample.lal").is_file()
+
+
+def test_unreadable_stdin_and_directories_read_plainly(tiny_checkpoints, tmp_path):
+    r = CliRunner().invoke(main, ["encode", "-", "-o", str(tmp_path / "x.lal")], input=b"junk")
+    assert r.exit_code == 2 and r.output == "lalic: error: stdin: not a readable image (unknown format)\n"
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    for command in ("encode", "decode", "info"):
+        r = run(command, folder)
+        assert r.exit_code == 2 and r.output == f"lalic: error: {folder}: is a directory\n", (command, r.output)
+
+
+def test_binary_output_is_not_poured_onto_a_terminal(tiny_checkpoints, sample_png, tmp_path):
+    """Like gzip and cwebp: one error line, exit 2, nothing written to the terminal."""
+    import os
+    import pty
+
+    lal = tmp_path / "s.lal"
+    lal.write_bytes(encode_image(sample_png, 3))
+    for args, stdin in ((["encode", "-"], sample_png), (["encode", sample_png, "-o", "-"], None),
+                        (["decode", lal, "-o", "-"], None), (["decode", "-"], lal)):
+        terminal, screen = pty.openpty()
+        try:
+            with open(stdin or os.devnull, "rb") as f:
+                p = subprocess.run([sys.executable, "-m", "lalic_cli.cli", *map(str, args)], stdin=f,
+                                   stdout=screen, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+            os.set_blocking(terminal, False)
+            try:
+                shown = os.read(terminal, 1 << 16)
+            except BlockingIOError:
+                shown = b""
+        finally:
+            os.close(terminal)
+            os.close(screen)
+        assert p.returncode == 2, (args, p.stderr)
+        assert p.stderr.startswith("lalic: error: refusing to write") and p.stderr.count("\n") == 1
+        assert shown == b"", args

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from lalic_cli import decode_bytes, encode_image
-from lalic_cli.bitstream import unpack
+from lalic_cli.bitstream import pack, unpack
 from lalic_cli.codec import encode_prepared
 from lalic_cli.errors import LalicError
-from lalic_cli.image import prepare
+from lalic_cli.image import open_image, prepare
 
 
 def gradient(w: int, h: int, mode: str = "RGB") -> Image.Image:
@@ -74,14 +76,49 @@ def test_cmyk_converted_with_note(tiny_checkpoints):
     assert decode_bytes(encode_prepared(p, 3).data).mode == "RGB"
 
 
-def test_16bit_png_recorded_and_noted(tiny_checkpoints):
+def png_16bit_rgb(rgb16: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG written by hand (Pillow cannot write one)."""
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\0" + row.astype(">u2").tobytes() for row in rgb16)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16bit_grey_noted_and_header_says_8(tiny_checkpoints):
     arr = (np.arange(24 * 16, dtype=np.uint16).reshape(16, 24) * 170).astype(np.uint16)
-    img = reopen(Image.fromarray(arr), "PNG")
-    p = prepare(img)
-    assert p.bit_depth == 16 and any("16-bit" in n for n in p.notes)
+    p = prepare(reopen(Image.fromarray(arr), "PNG"))
+    assert any("16-bit" in n and "8 bits" in n for n in p.notes)
     enc = encode_prepared(p, 3)
-    assert unpack(enc.data).header.bit_depth == 16
-    assert decode_bytes(enc.data).mode == "L"
+    back = decode_bytes(enc.data)
+    # The header tells what decoding gives: 8 bits, in grey.
+    assert unpack(enc.data).header.bit_depth == 8
+    assert back.mode == "L" and np.asarray(back).dtype == np.uint8
+
+
+def test_16bit_rgb_noted_and_header_says_8(tiny_checkpoints):
+    rgb16 = np.asarray(gradient(24, 16), dtype=np.uint16) * 257
+    src = png_16bit_rgb(rgb16)
+    assert Image.open(io.BytesIO(src)).mode == "RGB"  # Pillow itself reduces it silently
+    p = prepare(open_image(src))
+    assert any("16-bit" in n and "8 bits" in n for n in p.notes)
+    enc = encode_prepared(p, 3)
+    assert unpack(enc.data).header.bit_depth == 8
+    assert decode_bytes(enc.data).mode == "RGB"
+    assert not prepare(open_image(reopen(gradient(24, 16), "PNG").fp.getvalue())).notes
+
+
+def test_old_files_with_16_in_the_header_still_decode(tiny_checkpoints):
+    """Files written before the header said 8 for 16-bit sources decode as they always did."""
+    data = encode_image(gradient(24, 16, "L"), 3)
+    lal = unpack(data)
+    lal.header.bit_depth = 16
+    old = pack(lal)
+    assert unpack(old).header.bit_depth == 16
+    assert np.array_equal(np.asarray(decode_bytes(old)), np.asarray(decode_bytes(data)))
 
 
 def test_icc_profile_carried(tiny_checkpoints):

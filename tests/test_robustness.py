@@ -86,6 +86,13 @@ def test_interrupted_write_leaves_nothing(tmp_path):
     assert dest.read_bytes() == b"keep"
 
 
+def test_write_into_missing_folder_is_a_user_error(tmp_path):
+    """What library callers (bench --plot, exports) meet: a LalicError, not FileNotFoundError."""
+    with pytest.raises(LalicError, match="folder .*nodir does not exist"):
+        atomic_write(tmp_path / "nodir" / "x.png", b"data")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_batch_with_one_bad_input_does_the_rest(tiny_checkpoints, sample_png, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
@@ -94,3 +101,31 @@ def test_batch_with_one_bad_input_does_the_rest(tiny_checkpoints, sample_png, tm
     assert "1 of 2 inputs failed" in r.output and "bad.png" in r.output
     assert (tmp_path / "sample.lal").is_file() and not (tmp_path / "bad.lal").exists()
     assert (tmp_path / "sample.lal").read_bytes() == encode_image(sample_png, 3)
+
+
+def test_error_classes_come_from_the_package_cheaply(tmp_path):
+    """``from lalic_cli import BitstreamError`` works, each exported error is a LalicError, and
+    getting the ones callers catch around ``Image.open`` or ``decode`` loads neither torch nor numpy."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys, lalic_cli\n"
+        "from lalic_cli import (BitstreamError, DecodeError, ImageError, InputError, LalicError,\n"
+        "                       OutputExistsError, WeightsError)\n"
+        "from lalic_cli._compressai import is_deferred\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules if not is_deferred(m)}\n"
+        "                        & {'torch', 'numpy', 'PIL', 'compressai'})))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
+
+    import lalic_cli
+
+    names = [n for n in lalic_cli.__all__ if n.endswith("Error")]
+    assert {"BitstreamError", "WeightsError", "ImageError", "CheckpointError", "LalicError"} <= set(names)
+    assert all(issubclass(getattr(lalic_cli, n), lalic_cli.LalicError) for n in names)
+    with pytest.raises(lalic_cli.BitstreamError):
+        unpack(b"not a lal file")

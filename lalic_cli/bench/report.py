@@ -22,6 +22,7 @@ AVERAGED = ("bpp", "bpp-strings", "psnr-rgb", "ms-ssim-rgb", "ms-ssim-rgb-db", "
 
 VTM_LABEL = "VTM-9.1"
 PAPER_LABEL = "LALIC (paper)"
+KODAK_IMAGES = 24  # the anchors (VTM, the paper) average all of Kodak
 
 
 # --- anchors ------------------------------------------------------------------
@@ -238,33 +239,48 @@ class Report:
         atomic_write(path, buf.getvalue().encode("utf-8"), force=True)
 
     # --- plot ----------------------------------------------------------------------
-    def write_plot(self, path: str | Path) -> None:
+    def figure(self):
+        """The R-D curves, PSNR and MS-SSIM side by side, as a matplotlib Figure.
+
+        The anchors are full-Kodak results whatever was benchmarked, so the legend says so beside
+        the run's image count. The strings-only curve lies just left of the run's, under it when
+        drawn alike, so it is dashed, hollow-marked and on top."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(12, 4.8), layout="constrained")
         FigureCanvasAgg(fig)
         axes = fig.subplots(1, 2)
+        anchor = f", anchor: full Kodak ({KODAK_IMAGES} images)"
+        n = len(self.result.images)
+        images = f", {n} image{'' if n == 1 else 's'}"
         # MRT's points would sit squashed in the corner of the anchors' axes: no anchors then
-        curves = [(self.vtm, "k--", "s"), (self.paper, "C0:", "^")] if self.family.anchors else []
-        curves.append((self.run_curve, "C3-", "o"))
+        curves = [(self.vtm, anchor, dict(color="k", linestyle="--", marker="s")),
+                  (self.paper, anchor, dict(color="C0", linestyle=":", marker="^"))] if self.family.anchors else []
+        curves.append((self.run_curve, images, dict(color="C3", linestyle="-", marker="o")))
         if self.strings_curve is not None:
-            curves.append((self.strings_curve, "C3--", "."))
-        curves += [(c, f"C{i % 8 + 4}-", "x") for i, c in enumerate(self.codec_curves)]
+            curves.append((self.strings_curve, images, dict(color="C1", linestyle=(0, (4, 2)), marker="D",
+                                                            markersize=7, markerfacecolor="none", zorder=3)))
+        curves += [(c, "", dict(color=f"C{i % 8 + 4}", linestyle="-", marker="x"))
+                   for i, c in enumerate(self.codec_curves)]
         for ax, m in zip(axes, METRICS):
-            for curve, style, marker in curves:
+            for curve, suffix, style in curves:
                 if m not in curve.points:
                     continue
                 pts = sorted((b, v) for b, v in zip(*curve.points[m]) if _is_finite(b) and _is_finite(v))
                 if pts:
                     xs, ys = zip(*pts)
-                    ax.plot(xs, ys, style, marker=marker, markersize=4, label=curve.label)
+                    ax.plot(xs, ys, label=curve.label + suffix, **{"markersize": 4, **style})
             ax.set_xlabel("bits per pixel")
             ax.set_ylabel("PSNR (dB)" if m == "psnr-rgb" else "MS-SSIM (dB)")
             ax.set_title(f"{METRIC_LABELS[m]} vs rate")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
+        return fig
+
+    def write_plot(self, path: str | Path) -> None:
         fmt = Path(path).suffix.lstrip(".").lower() or "png"
+        fig = self.figure()
         atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120), force=True)
 
     # --- tables ----------------------------------------------------------------------
