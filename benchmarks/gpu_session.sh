@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-shot GPU session for a borrowed machine with no network: check the CUDA kernels,
-# continue training the bundled weights there, bring back fp16 weights and the logs.
+# One-shot GPU session for a borrowed machine with no network: check the CUDA and Triton
+# kernels, time BiWKV and the codec, continue training the bundled weights there, bring back
+# fp16 weights and the logs.
 #
 #   benchmarks/gpu_session.sh prepare       # here, with network: wheels + data into the checkout
 #   benchmarks/gpu_session.sh run OUTDIR    # there, in the repository root
@@ -9,12 +10,15 @@
 # GPU machine's Python 3.12) and .gpu-data/ (BSDS500 train+test as training photos,
 # kodim04/15/23 for validation; Urban100 is left out to stay under a 64 MiB transfer);
 # both must travel with the working tree. `run` installs the wheels into /tmp/site
-# (where the image lacks those packages), runs the CUDA tests, trains for TRAIN_SECONDS
+# (where the image lacks those packages), runs the CUDA and Triton tests, times BiWKV
+# (benchmarks/biwkv_speed.py: Triton vs the CUDA and CPU kernels, Kodak and training
+# sizes) and the codec (benchmarks/gpu_codec.py, Triton path vs LALIC_BIWKV=kernel,
+# the CUDA kernel) into OUTDIR/*.log, trains for TRAIN_SECONDS
 # with --init from the bundled weights and writes
 # OUTDIR/lalic-small-vr-gpu.safetensors (fp16, about 14 MB) with the logs.
 # Measure those weights here with `lalic bench` before bundling them.
 #
-# Environment: TRAIN_SECONDS (420), STEPS (900: the lr drops x0.1 at 85 %), BATCH (16),
+# Environment: BENCH (1; 0 skips the timings), TRAIN_SECONDS (420), STEPS (900: the lr drops x0.1 at 85 %), BATCH (16),
 # PATCH (256), CONFIG (small), DEVICE (cuda), DATA (../shared/data, for prepare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +50,10 @@ run() {
     python3 -c "import torch, compressai; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'compressai', compressai.__version__)"
     if [ "${DEVICE:-cuda}" = cuda ]; then
         timeout 240 python3 -m pytest -q -x tests/test_biwkv.py -k cuda -p no:cacheprovider || echo "CUDA TESTS FAILED: $?"
+        timeout 300 python3 -m pytest -q tests/test_biwkv_triton.py -p no:cacheprovider || echo "TRITON TESTS FAILED: $?"
+        if [ "${BENCH:-1}" = 1 ]; then
+            bench "$out"
+        fi
     fi
     timeout $(( ${TRAIN_SECONDS:-420} + 120 )) python3 -m lalic_cli.cli train \
         --device "${DEVICE:-cuda}" --data .gpu-data/train --val-data .gpu-data/val --out /tmp/gpu-run \
@@ -55,6 +63,19 @@ run() {
         --export lalic-small-vr-gpu --export-dtype float16 2>&1 | tr '\r' '\n' | grep -v "^train " > "$out/train.log" || true
     tail -5 "$out/train.log"
     cp /tmp/gpu-run/lalic-small-vr-gpu.safetensors "$out/"
+}
+
+bench() {
+    local out=$1 threads
+    threads=$(nproc)
+    timeout 300 python3 benchmarks/biwkv_speed.py --threads "$threads" \
+        --triton-blocks 64,16,16,4 32,32,16,4 128,16,16,8 2>&1 | tee "$out/biwkv-kodak.log" || true
+    timeout 200 python3 benchmarks/biwkv_speed.py --threads "$threads" --B 8 --T 4096 --C 32 2>&1 \
+        | tee "$out/biwkv-train.log" || true
+    for path in auto kernel; do  # auto: the Triton scan; kernel: the CUDA extension
+        LALIC_BIWKV=${path/auto/} timeout 400 python3 benchmarks/gpu_codec.py .gpu-data/val --limit 3 2>&1 \
+            | tee "$out/codec-$path.log" || true
+    done
 }
 
 case "${1:-}" in

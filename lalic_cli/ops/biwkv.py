@@ -12,15 +12,20 @@ Implementations:
   differentiable by autograd, any device;
 * :func:`biwkv_scan` - the same sums as plain float64 prefix sums under one shift per
   sequence; a few memory-bound passes, so on a GPU it is the fast training path;
-* the compiled kernels in ``lalic_cli.kernels`` (CPU: C++/OpenMP, CUDA), float32.
+* the compiled kernels in ``lalic_cli.kernels`` (CPU: C++/OpenMP, CUDA), float32;
+* :mod:`lalic_cli.ops.biwkv_triton`, a chunked parallel scan in Triton, float32, for
+  CUDA tensors (the CUDA kernel walks T serially). Opt-in (``impl="triton"`` or
+  ``LALIC_BIWKV=triton``) until it has been checked and timed on a GPU: so far it is
+  tested through Triton's CPU interpreter only.
 
 :func:`biwkv` picks the kernel for the tensors' device and falls back to
-:func:`biwkv_torch`; ``impl="torch"|"kernel"`` or ``LALIC_BIWKV=torch|kernel``
+:func:`biwkv_torch`; ``impl="torch"|"kernel"|"triton"`` or ``LALIC_BIWKV=...``
 forces a path.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -180,18 +185,37 @@ def _kernel_for(device: torch.device):
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _triton_module():
+    """:mod:`lalic_cli.ops.biwkv_triton`, or None where triton does not import."""
+    try:
+        from lalic_cli.ops import biwkv_triton
+    except ImportError:
+        return None
+    return biwkv_triton
+
+
+def _run_triton(w, u, k, v) -> torch.Tensor:
+    module = _triton_module()
+    if module is None:
+        raise RuntimeError("biwkv: triton is not importable")
+    return module.biwkv_triton(w, u, k, v)
+
+
 def biwkv(w, u, k, v, *, impl: str | None = None) -> torch.Tensor:
     """BiWKV on the fastest available path for the tensors' device.
 
-    ``impl``: None (automatic: compiled kernel, else :func:`biwkv_torch`), "torch" or
-    "kernel" (raises if the kernel cannot be used).  When ``impl`` is None the
-    environment variable ``LALIC_BIWKV`` (same values) is honoured.  The kernels
-    compute in float32; the result has the promoted dtype of k and v.
+    ``impl``: None (automatic: the compiled kernel, else :func:`biwkv_torch`), "torch",
+    "kernel" (the compiled extension) or "triton" (raise if they cannot be used).  When ``impl`` is None the environment variable
+    ``LALIC_BIWKV`` (same values) is honoured.  The kernels compute in float32; the
+    result has the promoted dtype of k and v.
     """
     _check_shapes(w, u, k, v)
     choice = impl if impl is not None else (os.environ.get("LALIC_BIWKV") or None)
-    if choice not in (None, "auto", "torch", "kernel", "scan"):
-        raise ValueError(f"biwkv: unknown implementation {choice!r} (expected 'torch', 'kernel' or 'scan')")
+    if choice not in (None, "auto", "torch", "kernel", "scan", "triton"):
+        raise ValueError(f"biwkv: unknown implementation {choice!r} (expected 'torch', 'kernel', 'triton' or 'scan')")
+    if choice == "triton":
+        return _run_triton(w, u, k, v)
     if choice == "torch":
         return biwkv_torch(w, u, k, v)
     if choice == "scan":
