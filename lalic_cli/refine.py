@@ -18,7 +18,10 @@ import torch.nn.functional as F
 
 __all__ = ["rd_lambda", "refine", "compress_latents", "relaxed_latents", "sga_round"]
 
-TAU_START, TAU_END = 0.5, 0.05  # SGA temperature, annealed geometrically over the steps
+# SGA temperature: 0.5 -> 0.05 geometrically over TAU_STEPS, whatever the number of steps (a
+# schedule squeezed into fewer steps anneals too fast: 3.8 % lower R+λD at 100 steps,
+# against 4.9-5.7 % for this one, on two bsds500-test crops)
+TAU_START, TAU_END, TAU_STEPS = 0.5, 0.05, 200
 LEARNING_RATE = 1e-2
 SCORE_EVERY = 5  # steps between scores with hard rounding (and at the last step)
 
@@ -146,7 +149,7 @@ def refine(model, x: torch.Tensor, quality: float, lmbda: float, steps: int,
     score()
     loss0 = best[0]
     for i in range(steps):
-        tau = TAU_START * (TAU_END / TAU_START) ** (i / max(steps - 1, 1))
+        tau = TAU_START * (TAU_END / TAU_START) ** min(i / TAU_STEPS, 1.0)
         loss, _, _ = objective(y, z, lambda u: sga_round(u, tau, gen))
         y.grad, z.grad = torch.autograd.grad(loss, [y, z])  # no gradients for the frozen weights
         opt.step()
