@@ -16,7 +16,7 @@ from .image import PreparedImage, open_image, prepare, restore
 from .memory import check_fits
 from .models.portable import portable_latent_codec
 from .effort import DEFAULT_EFFORT, steps_for
-from .refine import OnStep, compress_latents, rd_lambda, refine
+from .refine import OnStep, check_refinement_fits, compress_latents, rd_lambda, refine
 from .zoo.registry import WeightsError, WeightsEntry, find_for_decoding, load_model, resolve
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -97,6 +97,7 @@ def _compress_lalic(model, x: torch.Tensor, quality: float, entropy: str) -> _Co
 def _compress_refined(model, x: torch.Tensor, quality: float, entropy: str, lmbda: float, steps: int,
                       pad: tuple[int, int, int, int], on_step=None) -> _Coded:
     """``--effort`` above the default: refined latents, coded by the same latent codec."""
+    check_refinement_fits(model, x.shape[-2] * x.shape[-1], x.device.type)
     latent_codec = _latent_codec(model, entropy)
     best = refine(model, x, quality, lmbda, steps, pad, on_step)
     with torch.inference_mode():

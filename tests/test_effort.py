@@ -136,6 +136,17 @@ def test_encode_command_takes_effort(image, tiny_checkpoints, few_steps, tmp_pat
     assert r.exit_code == 0 and Image.open(tmp_path / "a.png").size == image.size
 
 
+def test_refinement_too_large_for_memory_is_refused():
+    """Autograd keeps g_s's activations: a 16384x16384 image would need hundreds of GB."""
+    from lalic_cli.refine import check_refinement_fits
+    from lalic_cli.zoo.registry import load_model, resolve
+
+    model, _ = load_model(resolve(None, 3), "cpu")
+    check_refinement_fits(model, 512 * 384, "cpu")
+    with pytest.raises(InputError, match="refining this image's latents"):
+        check_refinement_fits(model, 16384 * 16384, "cpu")
+
+
 def test_mrt_has_no_refinement(image):
     with pytest.raises(InputError, match="effort 8 refines LALIC"):
         codec.encode_image(image, 1, codec="mrt", effort=8)
