@@ -15,7 +15,7 @@ __all__ = ["DEFAULT_EFFORT", "EFFORTS", "STEPS", "check_effort", "steps_for"]
 DEFAULT_EFFORT = 7
 EFFORTS = range(1, 10)
 #: refinement steps of each effort above the default
-STEPS = {8: 50, 9: 200}
+STEPS = {8: 50, 9: 100}
 
 
 def check_effort(value: object) -> int:
