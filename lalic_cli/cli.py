@@ -104,19 +104,29 @@ def _run_batch(items: list[str], one) -> None:
         sys.exit(2)
 
 
+def _effort(_ctx, _param, value: str) -> int:
+    """Checked here, so that a bad value fails before any image is read."""
+    from .effort import check_effort
+
+    return check_effort(value)
+
+
 @main.command()
 @click.argument("images", nargs=-1, required=True)
 @click.option("-q", "--quality", default="3", show_default=True,
               help="1 (smallest) .. 6 (best); 7 and 8 with weights trained that far; MRT: 1 .. 3.")
 @click.option("--codec", type=click.Choice(["lalic", "mrt"]), default="lalic", show_default=True,
               help="Model family: mrt codes extreme rates (below 0.03 bpp).")
+@click.option("-e", "--effort", default="7", show_default=True, callback=_effort, metavar="1..9",
+              help="Higher is slower and smaller: 8 and 9 refine the latents of each image "
+                   "(seconds to minutes on a CPU); files decode as usual.")
 @click.option("-o", "--output", help="Output file, folder (several inputs) or - for stdout.")
 @click.option("--weights", help="Weights name or checkpoint path (default: the best available).")
 @click.option("--device", type=DEVICE, default="auto", show_default=True)
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--quiet", is_flag=True, help="Print only errors and notes (no progress, no summary).")
-def encode(images, quality, codec, output, weights, device, max_pixels, force, quiet) -> None:
+def encode(images, quality, codec, effort, output, weights, device, max_pixels, force, quiet) -> None:
     """Encode IMAGES (PNG, JPEG, WebP, ...; - for stdin) to .lal files."""
     from .families import FAMILIES
 
@@ -133,9 +143,10 @@ def encode(images, quality, codec, output, weights, device, max_pixels, force, q
             raise OutputExistsError(f"{dest} exists (use --force to overwrite)")
         img = open_image(sys.stdin.buffer.read(), name=_name(src)) if src == "-" else open_image(src)
         t0 = time.perf_counter()
-        with _spinner(f"encoding {src}", quiet):
+        with _spinner(f"encoding {src}", quiet) as spinner:
             enc = encode_prepared(prepare(img), quality, weights=weights, device=device,
-                                  max_pixels=max_pixels or DEFAULT_MAX_PIXELS, codec=codec)
+                                  max_pixels=max_pixels or DEFAULT_MAX_PIXELS, codec=codec, effort=effort,
+                                  on_step=lambda i, n: spinner.update(f"encoding {src}: refining, step {i}/{n}"))
         dt = time.perf_counter() - t0
         _write(dest, enc.data, force)
         for note in enc.notes:

@@ -16,6 +16,8 @@ from .families import FAMILIES
 from .image import PreparedImage, open_image, prepare, restore
 from .memory import check_fits
 from .models.portable import portable_latent_codec
+from .effort import DEFAULT_EFFORT, steps_for
+from .refine import OnStep, check_refinement_fits, compress_latents, rd_lambda, refine
 from .zoo.registry import WeightsError, WeightsEntry, find_for_decoding, load_model, resolve
 
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -93,7 +95,25 @@ class _Coded:
 
 def _compress_lalic(model, x: torch.Tensor, quality: float, entropy: str) -> _Coded:
     latent_codec = _latent_codec(model, entropy)
-    out = model.compress(x, quality, latent_codec=latent_codec)
+    return _lalic_coded(model, model.compress(x, quality, latent_codec=latent_codec))
+
+
+def _compress_refined(model, x: torch.Tensor, quality: float, entropy: str, lmbda: float, steps: int,
+                      pad: tuple[int, int, int, int], on_step=None) -> _Coded:
+    """``--effort`` above the default: refined latents, coded by the same latent codec."""
+    check_refinement_fits(model, x.shape[-2] * x.shape[-1], x.device.type)
+    latent_codec = _latent_codec(model, entropy)
+    best = refine(model, x, quality, lmbda, steps, pad, on_step)
+    with torch.inference_mode():
+        if latent_codec is None:
+            model.float_tables()
+            out = compress_latents(model.latent_codec, best["y_hat"], best["z_hat"])
+        else:
+            out = compress_latents(latent_codec, best["y_hat"].cpu(), best["z_hat"].cpu())
+    return _lalic_coded(model, out)
+
+
+def _lalic_coded(model, out: dict) -> _Coded:
     strings = [s[0] for s in out["strings"]]
     zh, zw = out["shape"]["hyper"]
     return _Coded(strings[:-1], strings[-1], (int(zh), int(zw)), len(model.groups), symbols_crc(out["y_hat"]))
@@ -160,7 +180,12 @@ def _check_symbols(crc: int, h: Header, dev: str) -> None:
 def encode_prepared(
     img: PreparedImage, quality: float, *, weights: str | None = None, device: str = "auto",
     max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact", codec: str = "lalic",
+    effort: int = DEFAULT_EFFORT, on_step: OnStep | None = None,
 ) -> Encoded:
+    """``on_step(step, steps)`` reports the refinement of efforts above the default."""
+    steps = steps_for(effort)
+    if steps and codec != "lalic":
+        raise InputError(f"effort {effort} refines LALIC latents; the {codec} codec has efforts up to {DEFAULT_EFFORT}")
     if max_pixels is not None and img.height * img.width > max_pixels:
         raise InputError(
             f"image is {img.width}x{img.height} = {img.height * img.width} pixels, over the limit of "
@@ -177,8 +202,12 @@ def encode_prepared(
                            f"{entry.name} codes")
     check_fits(model, img.height, img.width, dev)
     x, pad = pad_to(img.rgb.to(dev), model.downsampling_factor)
-    with torch.inference_mode():
-        coded = _COMPRESS[codec](model, x, quality, entropy)
+    if steps:
+        coded = _compress_refined(model, x, quality, entropy, rd_lambda(model, quality, entry.lmbda), steps, pad,
+                                  on_step)
+    else:
+        with torch.inference_mode():
+            coded = _COMPRESS[codec](model, x, quality, entropy)
     extras = {}
     if img.alpha is not None:
         extras["alpha"] = img.alpha
@@ -207,16 +236,19 @@ def encode_prepared(
 def encode_image(
     image: Image.Image | str | Path, quality: float, *, weights: str | None = None, device: str = "auto",
     max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact", codec: str = "lalic",
+    effort: int = DEFAULT_EFFORT,
 ) -> bytes:
     """Encode an image (PIL image or path) to ``.lal`` bytes.
 
     ``entropy="exact"`` (the default) writes a file that decodes on any machine;
     ``"float"`` uses the reference model's float entropy path, as the official
     bitstreams do, which decodes only on the encoder's device class.
-    ``codec="mrt"`` codes with the extreme-rate family (qualities 1..3)."""
+    ``codec="mrt"`` codes with the extreme-rate family (qualities 1..3).
+    ``effort`` 1 .. 9 (default 7, today's encoder): 8 and 9 refine the latents of the
+    image first, slower and smaller; any decoder reads the result."""
     img = image if isinstance(image, Image.Image) else open_image(image)
     return encode_prepared(prepare(img), quality, weights=weights, device=device, max_pixels=max_pixels,
-                           entropy=entropy, codec=codec).data
+                           entropy=entropy, codec=codec, effort=effort).data
 
 
 @dataclass

@@ -74,7 +74,7 @@ class Family:
 FAMILIES: dict[str, Family] = {
     f.key: f
     for f in (
-        # q1..q6: the official lambdas; q7, q8: the ladder continued (train.LAMBDAS) for
+        # q1..q6: the official lambdas; q7, q8: the ladder continued (models/rates.py) for
         # variable-rate weights trained that far
         Family("lalic", "LALIC", (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0), whole_qualities=False, anchors=True),
         # three rate points: the bundled mrt-small config's bit budgets (tests/test_bench_mrt.py checks)

@@ -8,7 +8,7 @@
     register_pillow()
     img = Image.open("photo.lal")          # reads the header: size and mode, no decoding
     img.load()                             # decodes (any pixel access does)
-    img.save("copy.lal", quality=3.5)      # encodes; also weights=..., device=...
+    img.save("copy.lal", quality=3.5)      # encodes; also effort=1..9, weights=..., device=...
 
 Modelled on the pillow-heif / pillow-avif plugins: an ``ImageFile`` subclass whose
 ``_open`` parses the container (pure Python, cheap) and whose ``load`` decodes the
@@ -18,8 +18,8 @@ imported on the first decode or encode, not by registering.
 Errors are lalic's: a file that starts like a ``.lal`` file but is truncated or
 corrupt raises :class:`~lalic_cli.bitstream.BitstreamError` from ``Image.open``;
 missing weights raise :class:`~lalic_cli.zoo.registry.WeightsError` from ``load``;
-a bad ``quality`` raises :class:`~lalic_cli.errors.QualityError` (an ``InputError``)
-from ``save``, as ``encode_image`` does. A
+a bad ``quality`` raises :class:`~lalic_cli.errors.QualityError` and a bad ``effort``
+an :class:`~lalic_cli.errors.InputError` from ``save``, as ``encode_image`` does. A
 file that is not a ``.lal`` file at all is left to Pillow's other formats (and so
 gives Pillow's ``UnidentifiedImageError`` if none reads it).
 
@@ -34,6 +34,7 @@ from typing import IO, Any
 from PIL import Image, ImageFile
 
 from .bitstream import MAGIC, unpack
+from .effort import DEFAULT_EFFORT
 from .errors import InputError
 
 __all__ = ["FORMAT", "EXTENSION", "MIME", "LalImageFile", "register_pillow"]
@@ -85,7 +86,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     info = im.encoderinfo
     quality = info.get("quality", DEFAULT_QUALITY)
     data = encode_image(im, quality, weights=info.get("weights"), device=info.get("device", "auto"),
-                        max_pixels=info.get("max_pixels", DEFAULT_MAX_PIXELS))
+                        max_pixels=info.get("max_pixels", DEFAULT_MAX_PIXELS),
+                        effort=info.get("effort", DEFAULT_EFFORT))
     fp.write(data)
 
 

@@ -47,6 +47,11 @@ class DelayedSpinner:
         self._timer.start()
         return self
 
+    def update(self, description: str) -> None:
+        """Say where slow work is (e.g. a refinement's step); thread-safe, free when disabled."""
+        if self._progress is not None:
+            self._progress.update(self._progress.task_ids[0], description=description)
+
     def _show(self) -> None:
         with self._lock:
             if not self._closed:

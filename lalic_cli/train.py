@@ -26,11 +26,9 @@ from .fileio import atomic_write
 from .losses import Perceptual, load_perceptual
 from .models import LALIC, MRT, VQTokenizer, get_config
 from .models.mrt_align import MrtAligner
+from .models.rates import LAMBDAS
 from .zoo.registry import save_weights
 
-# q1..q6 are the official levels; q7 and q8 go on at the same ratio (about 1.93x) for the
-# high-quality end that variable-rate weights reach and official checkpoints do not.
-LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 
 

@@ -28,6 +28,19 @@ def test_spinner_appears_after_the_delay_and_shows_elapsed_time():
     assert "encoding big.png" in buf.getvalue() and "0:00:00" in buf.getvalue()
 
 
+def test_spinner_says_where_the_work_is():
+    """A refinement (``--effort`` 8, 9) updates its step on the spinner's line."""
+    console, buf = _terminal()
+    with DelayedSpinner(console, "encoding big.png", delay=0.01) as spinner:
+        time.sleep(0.2)
+        spinner.update("encoding big.png: refining, step 3/40")
+        time.sleep(0.3)
+    assert "step 3/40" in buf.getvalue()
+    with DelayedSpinner(console, "off", enabled=False) as off:
+        off.update("nothing")  # a disabled spinner takes updates and shows nothing
+    assert "nothing" not in buf.getvalue()
+
+
 def test_spinner_stays_hidden_for_quick_work_and_when_disabled():
     console, buf = _terminal()
     with DelayedSpinner(console, "quick", delay=5) as quick:

@@ -8,6 +8,7 @@ from typing import Callable
 
 import click
 
+from ..effort import DEFAULT_EFFORT, check_effort, steps_for
 from ..errors import InputError
 from .families import FAMILIES
 
@@ -91,6 +92,9 @@ def _check_output(path: str | None, option: str) -> None:
               "2x / 4x downscaled AVIF and WebP.")
 @click.option("--weights", help="Weights name or checkpoint path (default: the best available).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("-e", "--effort", default=str(DEFAULT_EFFORT), show_default=True, metavar="1..9",
+              callback=lambda _ctx, _param, value: check_effort(value),
+              help="Encoder effort, as lalic encode --effort (8 and 9 refine the latents: slow).")
 @click.option("--estimate", is_flag=True, help="Rate from the likelihoods instead of real coding (faster).")
 @click.option("--vs", "vs", metavar="CODECS", help="Also run classical codecs: jpeg, jpeg444, jpeg420, webp, avif, or "
               "the extreme-rate ones (avif-min, avif-down2, avif-down4, webp-down2, webp-down4) (comma-separated).")
@@ -104,7 +108,7 @@ def _check_output(path: str | None, option: str) -> None:
               help="The rate --picture shows each codec closest to.")
 @click.option("--per-image", is_flag=True, help="Per-image results in the JSON / CSV.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N images (sorted by name).")
-def bench(folder, qualities, codec, weights, device, estimate, vs, json_out, csv_out, plot_out, picture_out,
+def bench(folder, qualities, codec, weights, device, effort, estimate, vs, json_out, csv_out, plot_out, picture_out,
           picture_image, picture_bpp, per_image, limit) -> None:
     """Benchmark the codec on the images in DIR: rate, PSNR, MS-SSIM, speed and BD-rates."""
     from rich.console import Console
@@ -120,6 +124,9 @@ def bench(folder, qualities, codec, weights, device, estimate, vs, json_out, csv
     def warn(message: str) -> None:
         err.print(f"lalic: warning: {message}", markup=False)
 
+    if steps_for(effort) and (estimate or codec != "lalic"):
+        raise InputError(f"--effort {effort} refines LALIC latents before real coding: "
+                         + ("drop --estimate" if estimate else f"the {codec} codec has efforts up to {DEFAULT_EFFORT}"))
     family = FAMILIES[codec]
     vs_keys = tuple(dict.fromkeys((*family.comparisons, *classical.parse_vs(vs))))
     for path, option in ((json_out, "--json"), (csv_out, "--csv"), (plot_out, "--plot"), (picture_out, "--picture")):
@@ -144,7 +151,7 @@ def bench(folder, qualities, codec, weights, device, estimate, vs, json_out, csv
             family.resolve(weights, q)  # fail now, not after an hour of coding
 
     settings = Settings(qualities=wanted, weights=weights, device=device, estimate=estimate, vs=vs_keys,
-                        codec=codec, picture=picture_out is not None, picture_image=picture_image)
+                        codec=codec, picture=picture_out is not None, picture_image=picture_image, effort=effort)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:
         runner = Runner(settings, progress, warn)
@@ -155,6 +162,7 @@ def bench(folder, qualities, codec, weights, device, estimate, vs, json_out, csv
         f"lalic bench on {n} image(s) from {folder}, device {result.device}, "
         + ("rate estimated from likelihoods" if estimate else "real coding (bpp of the whole .lal file)")
         + f", weights {', '.join(sorted(set(result.weights.values())))}"
+        + (f", encoder effort {effort}" if effort != DEFAULT_EFFORT else "")
     )
     report = Report(result, description)
     out.print(f"{n} image(s), {len(result.skipped)} skipped, {family.label} qualities "

@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..effort import DEFAULT_EFFORT
 from ..errors import InputError, LalicError
 from . import classical
 from .families import FAMILIES, LEARNED, Family, LearnedPoint
@@ -59,6 +60,7 @@ class Settings:
     codec: str = "lalic"  # the family benchmarked (families.FAMILIES key)
     picture: bool = False  # keep one image's reconstructions, for the side-by-side picture
     picture_image: str | None = None  # its file name; None: the first readable image
+    effort: int = DEFAULT_EFFORT  # above the default, the encoder refines the latents
 
     @property
     def family(self) -> Family:
@@ -133,12 +135,14 @@ def _decode_weights(weights: str | None) -> str | None:
     return weights if weights and Path(weights).expanduser().is_file() else None
 
 
-def code_learned(img: _Loaded, quality: float, weights: str | None, device: str, family: str):
+def code_learned(img: _Loaded, quality: float, weights: str | None, device: str, family: str,
+                 effort: int = DEFAULT_EFFORT):
     """Encode and decode one image with a learned family: ``(Encoded, reconstruction, enc s, dec s)``."""
     from ..codec import decode, encode_prepared
 
     t0 = time.perf_counter()
-    enc = encode_prepared(img.prepared, quality, weights=weights, device=device, max_pixels=None, codec=family)
+    enc = encode_prepared(img.prepared, quality, weights=weights, device=device, max_pixels=None, codec=family,
+                          effort=effort)
     _sync(device)
     t1 = time.perf_counter()
     dec = decode(enc.data, weights=_decode_weights(weights), device=device, max_pixels=None)
@@ -213,7 +217,7 @@ class Runner:
         from ..bitstream import unpack
 
         s = self.settings
-        enc, rec, t_enc, t_dec = code_learned(img, quality, s.weights, self.device, s.codec)
+        enc, rec, t_enc, t_dec = code_learned(img, quality, s.weights, self.device, s.codec, s.effort)
         lal = unpack(enc.data)
         strings = sum(len(y) for y in lal.y_strings) + len(lal.z_string)
         self.result.weights[quality] = enc.entry.name
