@@ -22,7 +22,7 @@ import threading
 import warnings
 from pathlib import Path
 
-__all__ = ["cache_dir", "load_extension"]
+__all__ = ["cache_dir", "load_extension", "sources"]
 
 _HERE = Path(__file__).resolve().parent
 _SOURCES = {"cpu": ["biwkv_cpu.cpp"], "cuda": ["biwkv_cuda.cpp", "biwkv_cuda.cu"], "exact": ["biwkv_exact.cpp", "exact_ops.cpp"]}
@@ -75,9 +75,14 @@ def _cpu_key(kind: str) -> tuple[list[str], list[str], list[str]]:
     return cflags, ldflags, key
 
 
+def sources(kind: str) -> list[Path]:
+    """The files a kind is built from: its sources and every header."""
+    return [_HERE / s for s in _SOURCES[kind]] + [_HERE / h for h in _HEADERS]
+
+
 def _tag(kind: str, key: list[str]) -> str:
     digest = hashlib.sha256()
-    for path in [_HERE / s for s in _SOURCES[kind]] + [_HERE / h for h in _HEADERS]:
+    for path in sources(kind):
         digest.update(path.read_bytes())
     digest.update("\0".join(key).encode())
     return digest.hexdigest()[:16]

@@ -180,7 +180,8 @@ def _format_for(dest: str) -> str:
     from PIL import Image
 
     ext = Path(dest).suffix.lower()
-    fmt = Image.registered_extensions().get(ext)
+    Image.preinit()  # the common formats, without importing every plugin (registered_extensions does)
+    fmt = Image.EXTENSION.get(ext) or Image.registered_extensions().get(ext)
     if fmt is None:
         raise errors.InputError(f"{dest}: unknown image format {ext or '(no extension)'}")
     return fmt
