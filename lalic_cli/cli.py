@@ -18,7 +18,7 @@ from rich.console import Console
 from . import errors
 from .fileio import OutputExistsError, atomic_write
 from .progress import DelayedSpinner
-from .runtime import tune_allocator
+from .runtime import one_line_warnings, tune_allocator
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -46,6 +46,7 @@ class LalicGroup(click.Group):
 def main() -> None:
     """LALIC learned image codec: encode images to .lal files and back."""
     tune_allocator()
+    one_line_warnings()
 
 
 def _output_for(src: str, out_opt: str | None, many: bool, suffix: str) -> str:
