@@ -72,20 +72,39 @@ def _spinner(description: str, quiet: bool) -> DelayedSpinner:
     return DelayedSpinner(err, description, enabled=not quiet and out.is_terminal and err.is_terminal)
 
 
-def _run_batch(items: list[str], one, console: Console) -> None:
-    """Run ``one`` per input; a bad input is reported and the rest still run."""
+def _run_batch(items: list[str], one, console: Console, jobs: int = 1) -> None:
+    """Run ``one`` per input; a bad input is reported and the rest still run. With ``jobs``
+    > 1, in that many worker processes, with the same output (``batch``)."""
     failures = []
+    if jobs > 1 and len(items) > 1 and console is out:  # not with stdin or stdout
+        from .batch import in_pool
+
+        outcomes = in_pool(items, one, console, jobs)
+    else:
+        outcomes = _in_turn(items, one)
+    for item, error in outcomes:
+        if error is not None:
+            console.print(f"lalic: error: {item}: {error}", markup=False)
+            failures.append(item)
+    if failures:
+        console.print(f"lalic: {len(failures)} of {len(items)} inputs failed: {', '.join(failures)}", markup=False)
+        sys.exit(2)
+
+
+def _in_turn(items: list[str], one):
     for item in items:
         try:
             one(item)
         except errors.USER_ERRORS as e:
             if len(items) == 1:
                 raise
-            console.print(f"lalic: error: {item}: {e}", markup=False)
-            failures.append(item)
-    if failures:
-        console.print(f"lalic: {len(failures)} of {len(items)} inputs failed: {', '.join(failures)}", markup=False)
-        sys.exit(2)
+            yield item, e
+        else:
+            yield item, None
+
+
+JOBS = click.option("-j", "--jobs", type=click.IntRange(1), default=1, show_default=True,
+                    help="Code this many files at once, in as many processes.")
 
 
 @main.command()
@@ -100,7 +119,8 @@ def _run_batch(items: list[str], one, console: Console) -> None:
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--quiet", is_flag=True, help="Print only errors and notes (no progress, no summary).")
-def encode(images, quality, codec, output, weights, device, max_pixels, force, quiet) -> None:
+@JOBS
+def encode(images, quality, codec, output, weights, device, max_pixels, force, quiet, jobs) -> None:
     """Encode IMAGES (PNG, JPEG, WebP, ...; - for stdin) to .lal files."""
     from .codec import DEFAULT_MAX_PIXELS, encode_prepared
     from .image import open_image, prepare
@@ -128,7 +148,7 @@ def encode(images, quality, codec, output, weights, device, max_pixels, force, q
             markup=False,
         )
 
-    _run_batch(list(images), one, console)
+    _run_batch(list(images), one, console, jobs)
 
 
 @main.command()
@@ -138,7 +158,8 @@ def encode(images, quality, codec, output, weights, device, max_pixels, force, q
 @click.option("--device", type=DEVICE, default="auto", show_default=True)
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--quiet", is_flag=True, help="Print only errors (no progress, no summary).")
-def decode(files, output, weights, device, force, quiet) -> None:
+@JOBS
+def decode(files, output, weights, device, force, quiet, jobs) -> None:
     """Decode .lal FILES to images (PNG by default)."""
     from .codec import decode as decode_lal
 
@@ -165,7 +186,7 @@ def decode(files, output, weights, device, force, quiet) -> None:
         if not quiet:
             console.print(f"{src} -> {dest}  {dec.header.width}x{dec.header.height}  {dt:.2f} s", markup=False)
 
-    _run_batch(list(files), one, console)
+    _run_batch(list(files), one, console, jobs)
 
 
 def _read(path: str) -> bytes:
