@@ -1,34 +1,48 @@
 """Just-in-time build of the BiWKV C++/CUDA extensions (installed as ``lalic_cli.kernels``).
 
-``load_extension("cpu" | "cuda")`` compiles the sources next to this file once with
-``torch.utils.cpp_extension.load`` (ninja), caches the build under
+``load_extension("cpu" | "cuda" | "exact")`` compiles the sources next to this file once
+with ``torch.utils.cpp_extension.load`` (ninja), caches the build under
 ``$LALIC_CACHE`` / ``$XDG_CACHE_HOME/lalic`` / ``~/.cache/lalic`` in
-``kernels/<kind>-<hash>``, and returns the module, or None (with one warning) when
-it cannot be built.  The hash covers the sources, torch, Python, the machine and
+``kernels/<kind>-<hash>``, and returns the module, or None (with one warning line)
+when it cannot be built.  The hash covers the sources, torch, Python, the machine and
 the compiler flags (and the CUDA version and GPU architectures), so a cache shared
-between machines is safe; concurrent builds are serialised by cpp_extension's lock
-file in the build directory.  A build that finished (marked by ``built.ok``) is
-imported directly, without importing cpp_extension.  Results are memoised per process.
+between machines is safe.  A build that finished (marked by ``built.ok``) is imported
+directly, without importing cpp_extension.  A build takes about a minute, so the first
+one in a process says so on stderr.  A failed build leaves its log in the build
+directory, named by the compiler it used (path, size and date of ``$CXX`` and ninja):
+with that compiler it is not tried again, and the warning points at the log.  Builds
+are serialised between processes by a lock file in the build directory.  Results are
+memoised per process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import os
 import platform
+import shutil
 import sys
 import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["cache_dir", "load_extension"]
+__all__ = ["cache_dir", "load_extension", "sources"]
 
 _HERE = Path(__file__).resolve().parent
 _SOURCES = {"cpu": ["biwkv_cpu.cpp"], "cuda": ["biwkv_cuda.cpp", "biwkv_cuda.cu"], "exact": ["biwkv_exact.cpp", "exact_ops.cpp"]}
 _HEADERS = ["biwkv_common.h", "exact_math.h", "exact_ops.h"]
 _modules: dict = {}
 _lock = threading.Lock()
+_said: set[str] = set()  # lines this process has said on stderr: each once
+_failures: list[str] = []  # kinds whose build failed in this process
+NOTE = "lalic: building the BiWKV kernels for this machine (once, about a minute)"
+
+
+class BuildFailed(RuntimeError):
+    """A build that failed, now or before with the same compiler; the message says where its log is."""
 
 
 def cache_dir() -> Path:
@@ -75,9 +89,14 @@ def _cpu_key(kind: str) -> tuple[list[str], list[str], list[str]]:
     return cflags, ldflags, key
 
 
+def sources(kind: str) -> list[Path]:
+    """The files a kind is built from: its sources and every header."""
+    return [_HERE / s for s in _SOURCES[kind]] + [_HERE / h for h in _HEADERS]
+
+
 def _tag(kind: str, key: list[str]) -> str:
     digest = hashlib.sha256()
-    for path in [_HERE / s for s in _SOURCES[kind]] + [_HERE / h for h in _HEADERS]:
+    for path in sources(kind):
         digest.update(path.read_bytes())
     digest.update("\0".join(key).encode())
     return digest.hexdigest()[:16]
@@ -102,6 +121,57 @@ def _load_built(name: str, build_dir: Path):
     return module
 
 
+def _compiler() -> str:
+    """What a failed build is remembered for: ``$CXX`` (or c++), ninja and ``$CUDA_HOME``,
+    each by path, size and modification time, so installing or updating one retries."""
+    parts = [os.environ.get("CUDA_HOME", "")]
+    for name in (os.environ.get("CXX") or "c++", "ninja"):
+        found = shutil.which(name)
+        if found is None:
+            parts.append(f"{name} missing")
+            continue
+        real = Path(found).resolve()
+        stat = real.stat()
+        parts.append(f"{name} {real} {stat.st_size} {stat.st_mtime_ns}")
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _exclusive(path: Path):
+    """Hold a lock file while building: a second process waits, then finds the result."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: cpp_extension's own lock file still serialises the build
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _say(line: str) -> None:
+    if line not in _said:
+        _said.add(line)
+        print(line, file=sys.stderr, flush=True)
+
+
+def _quietly(build):
+    """Run a cpp_extension build without its warning banners (compiler ABI notices and
+    the like): a failure is reported in one line, the details are in the log."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return build()
+    finally:
+        log.setLevel(level)
+
+
 def _build(kind: str):
     import torch
 
@@ -113,14 +183,7 @@ def _build(kind: str):
         if module is not None:
             return module
 
-    log = logging.getLogger("torch.utils.cpp_extension")  # silence its CUDA_HOME notice on import
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        from torch.utils import cpp_extension
-    finally:
-        log.setLevel(level)
-
+    cpp_extension = _quietly(lambda: importlib.import_module("torch.utils.cpp_extension"))  # CUDA_HOME notice
     sources = [_HERE / s for s in _SOURCES[kind]]
     if kind == "cuda":
         cflags, ldflags, cuda_flags = ["-O3"], [], ["-O3"]
@@ -134,19 +197,35 @@ def _build(kind: str):
         caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
         key += [str(torch.version.cuda), str(caps), os.environ.get("TORCH_CUDA_ARCH_LIST", "")]
         tag = _tag(kind, key)
+    name = f"lalic_biwkv_{kind}_{tag}"
     build_dir = cache_dir() / f"{kind}-{tag}"
+    failed = build_dir / f"failed-{_compiler()}.log"
+    compiler = os.environ.get("CXX") or "c++"
+    if failed.is_file():
+        raise BuildFailed(f"its build with {compiler} failed before; log: {failed}, delete it to retry")
     build_dir.mkdir(parents=True, exist_ok=True)
-    module = cpp_extension.load(
-        name=f"lalic_biwkv_{kind}_{tag}",
-        sources=[str(s) for s in sources],
-        extra_cflags=cflags,
-        extra_ldflags=ldflags,
-        extra_cuda_cflags=cuda_flags,
-        extra_include_paths=[str(_HERE)],
-        build_directory=str(build_dir),
-        verbose=False,
-    )
-    (build_dir / _DONE).write_text("ok\n")
+    with _exclusive(build_dir / "lalic.lock"):
+        module = _load_built(name, build_dir)  # built by another process meanwhile
+        if module is not None:
+            return module
+        if failed.is_file():
+            raise BuildFailed(f"its build with {compiler} failed; log: {failed}")
+        _say(NOTE)
+        try:
+            module = _quietly(lambda: cpp_extension.load(
+                name=name,
+                sources=[str(s) for s in sources],
+                extra_cflags=cflags,
+                extra_ldflags=ldflags,
+                extra_cuda_cflags=cuda_flags,
+                extra_include_paths=[str(_HERE)],
+                build_directory=str(build_dir),
+                verbose=False,
+            ))
+        except Exception as exc:  # noqa: BLE001 - any failure: remembered for this compiler
+            failed.write_text(f"{type(exc).__name__}: {exc}\n")
+            raise BuildFailed(f"its build with {compiler} failed; log: {failed}") from None
+        (build_dir / _DONE).write_text("ok\n")
     return module
 
 
@@ -160,11 +239,16 @@ def load_extension(kind: str):
                 _modules[kind] = _build(kind)
             except Exception as exc:  # noqa: BLE001 - any failure means "use the torch path"
                 lines = str(exc).strip().splitlines()
-                reason = (lines[0] if lines else type(exc).__name__)[:160]
-                warnings.warn(
-                    f"lalic: BiWKV {kind} kernel unavailable ({reason}); using the PyTorch path",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                reason = lines[0] if lines else type(exc).__name__
+                if not isinstance(exc, BuildFailed):  # ours are one line, with the log's path
+                    reason = reason[:160]
+                if not (isinstance(exc, BuildFailed) and _failures):  # one compiler: one line for all kinds
+                    warnings.warn(
+                        f"lalic: BiWKV {kind} kernel unavailable ({reason}); using the PyTorch path",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                if isinstance(exc, BuildFailed):
+                    _failures.append(kind)
                 _modules[kind] = None
         return _modules[kind]

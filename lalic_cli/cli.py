@@ -18,7 +18,7 @@ from rich.console import Console
 from . import errors
 from .fileio import OutputExistsError, atomic_write, names_folder, ready_output_place
 from .progress import DelayedSpinner
-from .runtime import tune_allocator
+from .runtime import one_line_warnings, tune_allocator
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -48,6 +48,7 @@ class LalicGroup(click.Group):
 def main() -> None:
     """LALIC learned image codec: encode images to .lal files and back."""
     tune_allocator()
+    one_line_warnings()
 
 
 def _output_for(src: str, out_opt: str | None, many: bool, suffix: str) -> str:
@@ -87,21 +88,40 @@ def _name(item: str) -> str:
     return "stdin" if item == "-" else item
 
 
-def _run_batch(items: list[str], one) -> None:
-    """Run ``one`` per input; a bad input is reported on stderr and the rest still run."""
+def _run_batch(items: list[str], one, console: Console, jobs: int = 1) -> None:
+    """Run ``one`` per input; a bad input is reported on stderr and the rest still run. With
+    ``jobs`` > 1, in that many worker processes, with the same output (``batch``)."""
     failures = []
+    if jobs > 1 and len(items) > 1 and console is out:  # not with stdin or stdout
+        from .batch import in_pool
+
+        outcomes = in_pool(items, one, console, jobs)
+    else:
+        outcomes = _in_turn(items, one)
+    for item, error in outcomes:
+        if error is not None:
+            message = str(error) if str(error).startswith(f"{_name(item)}:") else f"{_name(item)}: {error}"
+            err.print(f"lalic: error: {message}", markup=False)
+            failures.append(item)
+    if failures:
+        err.print(f"lalic: {len(failures)} of {len(items)} inputs failed: {', '.join(failures)}", markup=False)
+        sys.exit(2)
+
+
+def _in_turn(items: list[str], one):
     for item in items:
         try:
             one(item)
         except errors.USER_ERRORS as e:
             if len(items) == 1:
                 raise
-            message = str(e) if str(e).startswith(f"{_name(item)}:") else f"{_name(item)}: {e}"
-            err.print(f"lalic: error: {message}", markup=False)
-            failures.append(item)
-    if failures:
-        err.print(f"lalic: {len(failures)} of {len(items)} inputs failed: {', '.join(failures)}", markup=False)
-        sys.exit(2)
+            yield item, e
+        else:
+            yield item, None
+
+
+JOBS = click.option("-j", "--jobs", type=click.IntRange(1), default=1, show_default=True,
+                    help="Code this many files at once, in as many processes.")
 
 
 def _effort(_ctx, _param, value: str) -> int:
@@ -126,7 +146,8 @@ def _effort(_ctx, _param, value: str) -> int:
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Refuse larger images.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--quiet", is_flag=True, help="Print only errors and notes (no progress, no summary).")
-def encode(images, quality, codec, effort, output, weights, device, max_pixels, force, quiet) -> None:
+@JOBS
+def encode(images, quality, codec, effort, output, weights, device, max_pixels, force, quiet, jobs) -> None:
     """Encode IMAGES (PNG, JPEG, WebP, ...; - for stdin) to .lal files."""
     from .families import FAMILIES
 
@@ -159,7 +180,7 @@ def encode(images, quality, codec, effort, output, weights, device, max_pixels, 
             markup=False,
         )
 
-    _run_batch(list(images), one)
+    _run_batch(list(images), one, console, jobs)
 
 
 @main.command()
@@ -169,7 +190,8 @@ def encode(images, quality, codec, effort, output, weights, device, max_pixels, 
 @click.option("--device", type=DEVICE, default="auto", show_default=True)
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--quiet", is_flag=True, help="Print only errors (no progress, no summary).")
-def decode(files, output, weights, device, force, quiet) -> None:
+@JOBS
+def decode(files, output, weights, device, force, quiet, jobs) -> None:
     """Decode .lal FILES to images (PNG by default)."""
     _ready_output(output, files, "PNG data")
     from .codec import decode as decode_lal
@@ -197,7 +219,7 @@ def decode(files, output, weights, device, force, quiet) -> None:
         if not quiet:
             console.print(f"{src} -> {dest}  {dec.header.width}x{dec.header.height}  {dt:.2f} s", markup=False)
 
-    _run_batch(list(files), one)
+    _run_batch(list(files), one, console, jobs)
 
 
 def _read(path: str) -> bytes:
@@ -213,7 +235,8 @@ def _format_for(dest: str) -> str:
     from PIL import Image
 
     ext = Path(dest).suffix.lower()
-    fmt = Image.registered_extensions().get(ext)
+    Image.preinit()  # the common formats, without importing every plugin (registered_extensions does)
+    fmt = Image.EXTENSION.get(ext) or Image.registered_extensions().get(ext)
     if fmt is None:
         raise errors.InputError(f"{dest}: unknown image format {ext or '(no extension)'}")
     return fmt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import warnings
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -31,6 +32,19 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, _HEAP_MAX_BLOCK)) and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER))
+
+
+def one_line_warnings() -> None:
+    """Show lalic's own warnings (the kernel fallback) as their message alone, one line,
+    without Python's file, line and source line."""
+    default = warnings.formatwarning
+
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        if str(message).startswith("lalic:"):
+            return f"{message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = format_warning
 
 
 def cpu_name() -> str:

@@ -339,6 +339,66 @@ def test_loader_warns_once_and_memoises(monkeypatch):
         kernels.load_extension("tpu")
 
 
+def test_a_build_says_so_once(monkeypatch, tmp_path, capsys):
+    """A first build takes about a minute: one note on stderr for all the kinds built."""
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("LALIC_CACHE", str(tmp_path))
+    monkeypatch.setattr(kernels, "_modules", {})
+    monkeypatch.setattr(kernels, "_said", set())
+    built = []
+    monkeypatch.setattr(cpp_extension, "load", lambda name, **_: built.append(name) or object())
+    assert kernels.load_extension("cpu") is not None and kernels.load_extension("exact") is not None
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines().count(kernels.NOTE) == 1
+    assert len(built) == 2 and len(list((tmp_path / "kernels").glob("*/built.ok"))) == 2
+
+
+_BROKEN_CXX = """#!/bin/sh
+echo "$@" >> "{calls}"
+for a in "$@"; do [ "$a" = "--version" ] && exec c++ "$@"; done
+echo "broken-cxx: internal compiler error" >&2
+exit 1
+"""
+
+
+def test_a_failed_build_is_remembered_for_its_compiler(tmp_path):
+    """With a compiler that fails, ``lalic encode`` still works (PyTorch path) and says so in
+    one line; the next run does not call that compiler again, another compiler is tried."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    calls = tmp_path / "calls"
+    cxx = tmp_path / "cxx"
+    cxx.write_text(_BROKEN_CXX.format(calls=calls))
+    cxx.chmod(0o755)
+    Image.new("RGB", (40, 24), (90, 140, 200)).save(tmp_path / "a.png")
+    env = {**os.environ, "CXX": str(cxx), "LALIC_CACHE": str(tmp_path / "cache")}  # not the real cache
+
+    def encode() -> list[str]:
+        r = subprocess.run([sys.executable, "-m", "lalic_cli.cli", "encode", "a.png", "-f"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("a.png -> a.lal")
+        return r.stderr.splitlines()
+
+    note, warning = encode()
+    assert note == kernels.NOTE
+    assert warning.startswith("lalic: BiWKV ") and "failed; log: " in warning and warning.endswith("PyTorch path")
+    logs = list((tmp_path / "cache" / "kernels").glob("*/failed-*.log"))
+    assert logs and "broken-cxx: internal compiler error" in logs[0].read_text()
+    tried = calls.read_text()
+    [again] = encode()
+    assert "failed before; log: " in again and again.endswith("delete it to retry); using the PyTorch path")
+    assert calls.read_text() == tried
+    cxx.write_text(cxx.read_text() + "# a new version\n")
+    assert encode()[0] == kernels.NOTE
+    assert len(calls.read_text()) > len(tried)
+
+
 def test_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("LALIC_CACHE", str(tmp_path / "c"))
     assert kernels.cache_dir() == tmp_path / "c" / "kernels"

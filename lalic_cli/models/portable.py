@@ -2,23 +2,27 @@
 decision-making layer is exact (``lalic_cli.layers.exact``), with coder tables built
 by exact code.
 
-Built once per loaded model (post-training conversion; nothing to store). ``h_a``
+Built once per loaded model (post-training conversion). ``h_a``
 runs only at the encoder and stays in float; ``h_s``, the channel contexts, the
 checkerboard contexts and the parameter layers, which decide the CDFs and the means,
 become exact. CompressAI builds its CDF tables with float ``erfc``, ``softplus`` and
 ``tanh``, whose last bits differ between machines; here the probabilities come from
-``ops.exact`` and only then go through CompressAI's integer quantiser. See
-``docs/portable.md``.
+``ops.exact`` and only then go through CompressAI's integer quantiser. Those tables
+are cached on disk per weights (``lalic_cli.derived``). See ``docs/portable.md``.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import weakref
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from ..derived import cached_tensors
 from ..layers.exact import to_exact
 from ..ops import exact
 
@@ -31,19 +35,78 @@ def portable_latent_codec(model: nn.Module) -> nn.Module:
     """The model's ``latent_codec`` on the CPU with the entropy path made exact (cached)."""
     lc = _cache.get(model)
     if lc is None:
-        lc = copy.deepcopy(model.latent_codec).cpu().eval()
-        hyper = lc.latent_codec["hyper"]
-        hyper.h_s = to_exact(hyper.h_s)
-        groups = lc.latent_codec["y"]
-        for name in list(groups.channel_context):
-            groups.channel_context[name] = to_exact(groups.channel_context[name])
-        for codec in groups.latent_codec.values():
-            codec.context_prediction = to_exact(codec.context_prediction)
-            codec.entropy_parameters = to_exact(codec.entropy_parameters)
-            exact_gaussian_tables(codec.latent_codec["y"].gaussian_conditional)
-        exact_bottleneck_tables(hyper.entropy_bottleneck)
+        lc = _exact_copy(model.latent_codec)
+        fingerprint = getattr(model, "fingerprint", None)  # set by the weights loader
+        build = functools.partial(_coder_tables, lc)
+        tables = build() if fingerprint is None else cached_tensors(fingerprint, _tables_version(), build)
+        _set_coder_tables(lc, tables)
         _cache[model] = lc
     return lc
+
+
+def _exact_copy(latent_codec: nn.Module) -> nn.Module:
+    """A CPU copy of the latent codec with the exact layers in place. Deepcopy's memo maps
+    each float layer to its exact counterpart (and ``h_a``, if on the CPU, to itself), so
+    the layers being replaced, most of the weights, are never copied."""
+    hyper = latent_codec.latent_codec["hyper"]
+    groups = latent_codec.latent_codec["y"]
+    layers = [hyper.h_s, *groups.channel_context.values()]
+    for codec in groups.latent_codec.values():
+        layers += [codec.context_prediction, codec.entropy_parameters]
+    memo = {id(layer): to_exact(layer) for layer in layers}
+    if all(t.device.type == "cpu" for t in hyper.h_a.state_dict().values()):
+        memo[id(hyper.h_a)] = hyper.h_a  # float, read only
+    return copy.deepcopy(latent_codec, memo).cpu().eval()
+
+
+def _gaussians(lc: nn.Module) -> list[nn.Module]:
+    gcs = [codec.latent_codec["y"].gaussian_conditional for codec in lc.latent_codec["y"].latent_codec.values()]
+    for gc in gcs:
+        if gc.tail_mass != 1e-9:
+            raise ValueError(f"portable tables assume CompressAI's tail mass 1e-9, got {gc.tail_mass}")
+    return gcs
+
+
+_TABLE_NAMES = ("_offset", "_quantized_cdf", "_cdf_length")
+
+
+def _coder_tables(lc: nn.Module) -> dict[str, torch.Tensor]:
+    """Every coder table of the portable codec, built by exact code."""
+    tables = {}
+    for gc in _gaussians(lc):  # one set per coder precision: every group has the same
+        prefix = f"gaussian{int(gc.entropy_coder_precision)}."
+        if prefix + "scale_table" not in tables:
+            names = ("scale_table", *_TABLE_NAMES)
+            tables.update({prefix + n: t for n, t in zip(names, exact_gaussian_tables(gc))})
+    eb = lc.latent_codec["hyper"].entropy_bottleneck
+    tables.update({f"bottleneck.{n}": t for n, t in zip(_TABLE_NAMES, exact_bottleneck_tables(eb))})
+    return tables
+
+
+def _set_coder_tables(lc: nn.Module, tables: dict[str, torch.Tensor]) -> None:
+    for gc in _gaussians(lc):
+        prefix = f"gaussian{int(gc.entropy_coder_precision)}."
+        for name in ("scale_table", *_TABLE_NAMES):
+            setattr(gc, name, tables[prefix + name])
+    eb = lc.latent_codec["hyper"].entropy_bottleneck
+    for name in _TABLE_NAMES:
+        setattr(eb, name, tables["bottleneck." + name])
+
+
+@functools.lru_cache(maxsize=None)
+def _tables_version() -> str:
+    """What the cached tables depend on besides the weights: the code that builds them
+    (this file, the exact operators and their C++ kernel) and CompressAI's quantiser."""
+    import compressai
+
+    h = hashlib.sha256(f"{torch.__version__}\0{compressai.__version__}".encode())
+    for path in (Path(__file__), Path(exact.__file__)):
+        h.update(path.read_bytes())
+    from lalic_cli.kernels import sources
+
+    for path in sources("exact"):
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 # CompressAI's default scale table, exp(linspace(ln 0.11, ln 256, 64)), from literals
@@ -58,39 +121,25 @@ def exact_scale_table() -> torch.Tensor:
     return exact.exp(logs).float()
 
 
-_gaussian_tables: dict[int, tuple[torch.Tensor, ...]] = {}
+def exact_gaussian_tables(gc: nn.Module) -> tuple[torch.Tensor, ...]:
+    """``GaussianConditional.update``'s scale table, offsets, CDFs and CDF lengths, with
+    the scale table and the pmf from exact code. They depend only on constants (the
+    scale table, the tail mass, the coder precision)."""
+    table = exact_scale_table()
+    centre = torch.ceil(table.double() * _QUANTILE_1E9).int()
+    length = 2 * centre + 1
+    width = int(length.max())
+    samples = (torch.arange(width).int() - centre[:, None]).abs().double()
+    scales = table.double()[:, None]
 
+    def cumulative(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * exact.erfc(_MINUS_SQRT_HALF * x)
 
-def exact_gaussian_tables(gc: nn.Module) -> None:
-    """``GaussianConditional.update`` with the scale table and the pmf from exact code.
-
-    The tables depend only on constants (the scale table, the tail mass, the coder
-    precision), so they are built once per process and shared: a model has one
-    Gaussian per channel group."""
-    if gc.tail_mass != 1e-9:
-        raise ValueError(f"portable tables assume CompressAI's tail mass 1e-9, got {gc.tail_mass}")
-    key = int(gc.entropy_coder_precision)
-    if key not in _gaussian_tables:
-        table = exact_scale_table()
-        centre = torch.ceil(table.double() * _QUANTILE_1E9).int()
-        length = 2 * centre + 1
-        width = int(length.max())
-        samples = (torch.arange(width).int() - centre[:, None]).abs().double()
-        scales = table.double()[:, None]
-
-        def cumulative(x: torch.Tensor) -> torch.Tensor:
-            return 0.5 * exact.erfc(_MINUS_SQRT_HALF * x)
-
-        upper = cumulative((0.5 - samples) / scales)
-        lower = cumulative((-0.5 - samples) / scales)
-        pmf = (upper - lower).float()
-        tail = (2.0 * lower[:, :1]).float()
-        _gaussian_tables[key] = (table, gc._pmf_to_cdf(pmf, tail, length, width), -centre, length + 2)
-    table, cdf, offset, cdf_length = _gaussian_tables[key]
-    gc.scale_table = table
-    gc._quantized_cdf = cdf
-    gc._offset = offset
-    gc._cdf_length = cdf_length
+    upper = cumulative((0.5 - samples) / scales)
+    lower = cumulative((-0.5 - samples) / scales)
+    pmf = (upper - lower).float()
+    tail = (2.0 * lower[:, :1]).float()
+    return table, -centre, gc._pmf_to_cdf(pmf, tail, length, width), length + 2
 
 
 def _logits_cumulative(eb: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -107,8 +156,9 @@ def _logits_cumulative(eb: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def exact_bottleneck_tables(eb: nn.Module) -> None:
-    """``EntropyBottleneck.update`` with the density evaluated by exact code."""
+def exact_bottleneck_tables(eb: nn.Module) -> tuple[torch.Tensor, ...]:
+    """``EntropyBottleneck.update``'s offsets, CDFs and CDF lengths, with the density
+    evaluated by exact code."""
     medians = eb.quantiles[:, 0, 1].detach()
     minima = torch.ceil(medians - eb.quantiles[:, 0, 0].detach()).int().clamp(min=0)
     maxima = torch.ceil(eb.quantiles[:, 0, 2].detach() - medians).int().clamp(min=0)
@@ -120,6 +170,4 @@ def exact_bottleneck_tables(eb: nn.Module) -> None:
     upper = _logits_cumulative(eb, samples + 0.5)
     pmf = (exact.sigmoid(upper) - exact.sigmoid(lower))[:, 0, :].float()
     tail = (exact.sigmoid(lower[:, 0, :1]) + exact.sigmoid(-upper[:, 0, -1:])).float()
-    eb._offset = -minima
-    eb._quantized_cdf = eb._pmf_to_cdf(pmf, tail, length, width)
-    eb._cdf_length = length + 2
+    return -minima, eb._pmf_to_cdf(pmf, tail, length, width), length + 2

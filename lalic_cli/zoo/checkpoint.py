@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import LalicError
-from ..models import CONFIGS, FAMILIES, LALIC
+from ..models import CONFIGS, LALIC, model_class
 from ..models.configs import Config
 
 _OLD_EB = re.compile(r"entropy_bottleneck\._(matrix|bias|factor)(\d+)$")
@@ -85,7 +85,7 @@ def _without_random_init():
 
 def _construct(config: Config, rates: int = 0) -> torch.nn.Module:
     extra = {"num_rates": rates} if config.family == "lalic" else {}
-    return FAMILIES[config.family](**config.kwargs(), **extra)
+    return model_class(config.family)(**config.kwargs(), **extra)
 
 
 @lru_cache(maxsize=None)
@@ -168,7 +168,7 @@ def build_model(sd: Mapping[str, torch.Tensor], config: str | None = None) -> to
         # scans every key for every module to resize them: 0.1 s for the small config)
         if not k.endswith(_CODER_TABLES) and (t := given(k)) is not None:
             full[k] = t.to(full[k].dtype)
-    nn.Module.load_state_dict(model, full)
+    nn.Module.load_state_dict(model, full, assign=True)  # the tensors themselves, not copies
     model.eval()
     model.config_name = name
     return model

@@ -215,12 +215,13 @@ def _find_spec(spec: str) -> WeightsEntry:
 
 
 @lru_cache(maxsize=4)
-def _load_cached(path: str, mtime: float, device: str):
+def _load_cached(path: str, mtime: float, device: str, config: str | None):
     from .checkpoint import build_model, fingerprint, load_checkpoint_file
 
     sd = load_checkpoint_file(path)
-    model = build_model(sd)
-    return model.to(device), fingerprint(model.state_dict())[: 2 * HASH_BYTES]
+    model = build_model(sd, config)
+    model.fingerprint = fingerprint(model.state_dict())
+    return model.to(device), model.fingerprint[: 2 * HASH_BYTES]
 
 
 def load_model(entry: WeightsEntry, device: str = "cpu"):
@@ -229,10 +230,13 @@ def load_model(entry: WeightsEntry, device: str = "cpu"):
 
     if not entry.available:
         raise WeightsError(f"weights {entry.name!r} are not installed (expected at {entry.path})")
-    if entry.sha256 and entry.kind == "bundled" and file_sha256(entry.path) != entry.sha256:
+    verified = bool(entry.sha256) and entry.kind == "bundled"
+    if verified and file_sha256(entry.path) != entry.sha256:
         raise WeightsError(f"{entry.path} is damaged (sha256 differs from weights.toml); reinstall lalic")
+    # the config of weights whose sha256 weights.toml vouches for needs no detection
+    # (which builds a model of each candidate config to compare every shape)
     try:
-        return _load_cached(str(entry.path), entry.path.stat().st_mtime, device)
+        return _load_cached(str(entry.path), entry.path.stat().st_mtime, device, entry.config if verified else None)
     except CheckpointError as e:
         raise WeightsError(f"{entry.path}: {e}") from None
 
