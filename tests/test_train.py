@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from lalic_cli.models import LALIC, get_config
-from lalic_cli.train import Trainer, TrainConfig, rd_loss
+from lalic_cli.train import LAMBDAS, Trainer, TrainConfig, rd_loss
 from lalic_cli.zoo.checkpoint import canonical
 
 
@@ -344,7 +344,7 @@ def test_bad_rate_weights_exit_2(image_folder, tmp_path, args, message):
 
 def test_bf16_precision_runs_the_transforms_in_bf16_while_training_only(image_folder, tmp_path):
     t = Trainer(cfg(image_folder, tmp_path / "b", precision="bf16"))
-    ref = LALIC(**get_config("tiny").kwargs(), num_rates=6)
+    ref = LALIC(**get_config("tiny").kwargs(), num_rates=len(LAMBDAS))
     seen = []
     layer = next(m for m in t.model.g_a.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
     layer.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
