@@ -46,7 +46,7 @@ class BenchCommand(click.Command):
 
 def parse_qualities(values: tuple[str, ...], codec: str = "lalic") -> tuple[float, ...]:
     """``("1", "2,3")`` -> ``(1.0, 2.0, 3.0)``: sorted, unique, each one of ``codec``'s qualities
-    (LALIC: 1 .. 6, fractions too; MRT: 1, 2 or 3)."""
+    (LALIC: 1 .. 8, fractions too; MRT: 1, 2 or 3)."""
     family = FAMILIES[codec]
     found = [family.parse_quality(part) for v in values for part in v.replace(",", " ").split()]
     return tuple(sorted(set(found)))
@@ -86,7 +86,7 @@ def _check_output(path: str | None, option: str) -> None:
 @click.argument("folder", metavar="DIR")
 @click.option("-q", "--quality", "qualities", multiple=True, metavar="Q [Q ...]",
               help="Qualities to test, e.g. -q 1 2 3 or -q 1,3,6 (default: every quality with weights; "
-              "LALIC 1 .. 6, MRT 1 2 3).")
+              "LALIC 1 .. 8 as the weights code them, MRT 1 2 3).")
 @click.option("--codec", type=click.Choice(list(FAMILIES)), default="lalic", show_default=True,
               help="Model family: mrt (extreme rates) also runs LALIC q1, AVIF at its lowest setting and "
               "2x / 4x downscaled AVIF and WebP.")
