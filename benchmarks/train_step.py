@@ -33,7 +33,7 @@ import torch
 
 from speed import _timed, gemm_gflops, gflop
 
-from lalic_cli.train import Trainer, TrainConfig, autocast_in_training
+from lalic_cli.training import Trainer, TrainConfig, autocast_in_training
 
 
 def main() -> None:

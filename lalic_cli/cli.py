@@ -406,7 +406,7 @@ def train(codec, stage, config_name, lmbda, variable_rate, resume, export_name, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .models import get_config
-    from .train import Trainer, TrainConfig, recipe_for
+    from .training import Trainer, TrainConfig, recipe_for
 
     recipe = recipe_for(codec, stage)
     config_name = config_name or recipe.default_config

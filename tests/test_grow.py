@@ -66,7 +66,7 @@ def test_only_deeper_configs_with_the_same_widths_grow(tiny_d2):
 
 def test_training_inits_a_deeper_config_from_trained_weights(tiny_d2, photo_folder, tmp_path):
     """--init with weights of a shallower config grows them; the first forward matches."""
-    from lalic_cli.train import TrainConfig, Trainer
+    from lalic_cli.training import TrainConfig, Trainer
     from lalic_cli.zoo.registry import save_weights
 
     sd = canonical(tiny_state_dict(seed=6))

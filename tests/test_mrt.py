@@ -307,7 +307,7 @@ def test_damaged_mrt_files_fail_cleanly(mrt_weights):
 # -- training --------------------------------------------------------------------------
 
 def _train_cfg(folder, out, **kw):
-    from lalic_cli.train import TrainConfig
+    from lalic_cli.training import TrainConfig
 
     base = dict(data=str(folder), out=str(out), config="mrt-tiny", codec="mrt", steps=3, batch=2, patch=256,
                 lr=1e-3, checkpoint_every=100, seed=1)
@@ -316,7 +316,7 @@ def _train_cfg(folder, out, **kw):
 
 def test_mrt_training_resumes_exactly_and_exports_codable_weights(photo_folder, tmp_path):
     from lalic_cli.codec import decode, encode_image
-    from lalic_cli.train import Trainer
+    from lalic_cli.training import Trainer
     from lalic_cli.zoo.checkpoint import canonical
 
     whole = Trainer(_train_cfg(photo_folder, tmp_path / "a"))
@@ -334,7 +334,7 @@ def test_mrt_training_resumes_exactly_and_exports_codable_weights(photo_folder, 
 
 def test_mrt_training_rejects_partial_windows(photo_folder, tmp_path):
     from lalic_cli.errors import InputError
-    from lalic_cli.train import Trainer
+    from lalic_cli.training import Trainer
 
     with pytest.raises(InputError, match="256"):
         Trainer(_train_cfg(photo_folder, tmp_path / "c", patch=128))

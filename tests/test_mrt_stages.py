@@ -11,10 +11,10 @@ from conftest import blocky_image as _image
 from lalic_cli.cli import main
 from lalic_cli.errors import InputError
 from lalic_cli.layers.vq import VectorQuantizer
-from lalic_cli.losses import Perceptual, load_perceptual, vgg16_features
 from lalic_cli.models import MRT, VQTokenizer, get_config
-from lalic_cli.models.mrt_align import MrtAligner
-from lalic_cli.train import Trainer, TrainConfig, align_loss
+from lalic_cli.training import Trainer, TrainConfig, align_loss
+from lalic_cli.training.mrt_align import MrtAligner
+from lalic_cli.training.perceptual import Perceptual, load_perceptual, vgg16_features
 from lalic_cli.zoo.checkpoint import canonical
 
 

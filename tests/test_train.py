@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from lalic_cli.models import LALIC, get_config
-from lalic_cli.train import LAMBDAS, Trainer, TrainConfig, rd_loss
+from lalic_cli.training import LAMBDAS, Trainer, TrainConfig, rd_loss
 from lalic_cli.zoo.checkpoint import canonical
 
 
@@ -61,6 +61,27 @@ def test_resume_is_exact(image_folder, tmp_path):
     a, b = canonical(whole.model.state_dict()), canonical(second.model.state_dict())
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert whole.opt.state_dict()["state"][0]["step"] == second.opt.state_dict()["state"][0]["step"] == 4
+
+
+def test_a_checkpoint_names_no_lalic_class(image_folder, tmp_path):
+    """Checkpoints hold tensors, builtins and numpy's RNG state, never a class of lalic's:
+    those written before the trainer moved (``lalic_cli.train`` -> ``lalic_cli.training``)
+    unpickle, and resume, whatever module the trainer lives in."""
+    import pickle
+    import types
+
+    Trainer(cfg(image_folder, tmp_path, steps=1)).run()
+    modules = set()
+
+    class Recording(pickle.Unpickler):
+        def find_class(self, module, name):
+            modules.add(module)
+            return super().find_class(module, name)
+
+    st = torch.load(tmp_path / "checkpoint.pt", weights_only=False,
+                    pickle_module=types.SimpleNamespace(Unpickler=Recording, load=pickle.load, __name__="pickle"))
+    assert modules and not any(m.split(".")[0] == "lalic_cli" for m in modules), modules
+    assert type(st["config"]) is dict and st["config"]["config"] == "tiny"
 
 
 def test_a_left_over_aux_gradient_does_not_enter_the_update(image_folder, tmp_path):
@@ -305,7 +326,7 @@ def test_train_command_exports_fp16_weights(image_folder, tmp_path):
 
 
 def test_rate_weights_set_how_often_each_quality_is_drawn(image_folder, tmp_path):
-    from lalic_cli.train import LAMBDAS, LalicRecipe
+    from lalic_cli.training import LAMBDAS, LalicRecipe
 
     recipe = LalicRecipe(cfg(image_folder, tmp_path, rate_weights=(0, 0, 0, 0, 1, 3, 0, 0)))
     q, lmbda = recipe.sample(8000, torch.Generator().manual_seed(0))
@@ -316,7 +337,7 @@ def test_rate_weights_set_how_often_each_quality_is_drawn(image_folder, tmp_path
 
 
 def test_uniform_rates_draw_every_quality_alike(image_folder, tmp_path):
-    from lalic_cli.train import LalicRecipe
+    from lalic_cli.training import LalicRecipe
 
     q, _ = LalicRecipe(cfg(image_folder, tmp_path)).sample(6000, torch.Generator().manual_seed(1))
     share = torch.bincount(q.long(), minlength=9)[1:] / 6000
@@ -374,7 +395,7 @@ def test_bf16_precision_is_refused_where_it_does_not_apply(image_folder, tmp_pat
 
 
 def test_extend_rates_keeps_trained_rows_and_continues_the_top_ratio():
-    from lalic_cli.train import extend_rates
+    from lalic_cli.training import extend_rates
 
     table = torch.tensor([[1.0, 2.0], [2.0, 3.0], [4.0, 6.0]])
     out = extend_rates(table, 5)
@@ -385,7 +406,7 @@ def test_extend_rates_keeps_trained_rows_and_continues_the_top_ratio():
 def test_init_from_six_rate_weights_codes_q1_to_q6_unchanged(image_folder, tmp_path):
     """An 8-rate model started from 6-rate weights gives the 6-rate model's output at q1..q6."""
     from lalic_cli.models import LALIC, get_config
-    from lalic_cli.train import LAMBDAS, Trainer
+    from lalic_cli.training import LAMBDAS, Trainer
     from lalic_cli.zoo.registry import save_weights
 
     torch.manual_seed(3)

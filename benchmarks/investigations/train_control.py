@@ -14,7 +14,7 @@ import json
 
 from compressai.zoo import mbt2018_mean
 
-from lalic_cli.train import Trainer, TrainConfig
+from lalic_cli.training import Trainer, TrainConfig
 
 
 def main() -> None:

@@ -114,9 +114,10 @@ def bench(folder, qualities, codec, weights, device, effort, estimate, vs, json_
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from ..imagefiles import list_images
     from . import classical
     from .report import Report
-    from .runner import Runner, Settings, available_qualities, list_images
+    from .runner import Runner, Settings, available_qualities
 
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)

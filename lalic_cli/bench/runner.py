@@ -17,9 +17,6 @@ from . import classical
 from .families import FAMILIES, LEARNED, Family, LearnedPoint
 from .metrics import ideal_bits, measure, tensor_to_rgb8, to_rgb8
 
-IMAGE_EXTENSIONS = frozenset(
-    ".png .jpg .jpeg .jpe .webp .avif .bmp .tif .tiff .ppm .pgm .pnm .pbm .gif .tga .jp2 .j2k".split()
-)
 DEFAULT_QUALITIES = FAMILIES["lalic"].qualities
 
 #: a row of the other codecs' tables: a Pillow codec or another learned family at one quality
@@ -29,25 +26,6 @@ Comparison = classical.ClassicalCodec | LearnedPoint
 def comparison(key: str) -> Comparison:
     """The other codec named ``key`` (``--vs`` names and the families' comparison keys)."""
     return classical.CODECS.get(key) or LEARNED[key]
-
-
-def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """Image files (by extension) directly in ``folder``, sorted by name, the first ``limit`` of them.
-
-    A single image file is accepted too.
-    """
-    folder = Path(folder)
-    if folder.is_file():
-        return [folder]
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder")
-    files = sorted(
-        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
-        key=lambda p: p.name,
-    )
-    if not files:
-        raise InputError(f"{folder}: no image files (PNG, JPEG, WebP, ...) in this folder")
-    return files[:limit] if limit else files
 
 
 @dataclass
@@ -349,5 +327,5 @@ def run(paths: list[Path], settings: Settings, progress=None, warn=None) -> Resu
     return Runner(settings, progress, warn).run(paths)
 
 
-__all__ = ["IMAGE_EXTENSIONS", "DEFAULT_QUALITIES", "Comparison", "Settings", "Result", "Runner", "run",
-           "comparison", "code_learned", "list_images", "available_qualities"]
+__all__ = ["DEFAULT_QUALITIES", "Comparison", "Settings", "Result", "Runner", "run",
+           "comparison", "code_learned", "available_qualities"]

@@ -15,8 +15,8 @@ import math
 import torch
 import torch.nn as nn
 
-from .mrt import MRT
-from .vq import VQTokenizer
+from ..models.mrt import MRT
+from ..models.vq import VQTokenizer
 
 
 class MrtAligner(nn.Module):
