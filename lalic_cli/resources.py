@@ -1,4 +1,15 @@
-"""Where the package's data files are: weights.toml, bundled weights, the sample image."""
+"""Where lalic's run-time files are: weights.toml, the bundled weights, the sample image
+and the C++/CUDA kernel sources.
+
+They live at the top of the repository (``weights.toml``, ``weights/``, ``assets/``,
+``kernels/``), so a checkout or an editable install reads them there.  A wheel has no
+repository root: ``pyproject.toml`` copies the same files, in the same layout, into
+``lalic_cli/data``, as package data of ``"lalic_cli.data" = "."``, a data-only package
+that nothing imports (the wheel test checks that no Python file comes with them).  That
+one line is the simplest way setuptools has to put top-level files into a package: its
+``data-files`` are deprecated and land outside the package, and a build hook would add
+a ``setup.py`` and a ``MANIFEST.in``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +17,7 @@ from pathlib import Path
 
 
 def data_dir() -> Path:
-    """``lalic_cli/data`` in an installed wheel; the checkout root in an editable install."""
+    """``lalic_cli/data`` in an installed wheel; the repository root in a checkout or an editable install."""
     installed = Path(__file__).with_name("data")
     if (installed / "weights.toml").is_file():
         return installed

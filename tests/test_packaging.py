@@ -1,9 +1,12 @@
-"""``lalic_cli.kernels`` is the same loader from a plain checkout and from a built wheel.
+"""lalic finds its kernel sources and data files from a checkout, an editable install
+and a built wheel.
 
-pyproject installs the top-level ``kernels/`` folder as ``lalic_cli.kernels``; in the
-source tree a small shim (``lalic_cli/kernels/__init__.py``) stands in for that mapping.
-Both checks run ``python -S`` (no site-packages, so no installed or editable lalic can
-answer instead) with ``sys.path`` holding only the tree under test.
+The C++/CUDA sources stay in the top-level ``kernels/`` folder, beside ``weights.toml``,
+``weights/`` and ``assets/``; ``lalic_cli.resources.data_dir()`` is the repository root
+in a checkout or an editable install, and ``lalic_cli/data`` in a wheel, where pyproject
+copies those files.  ``lalic_cli.kernels`` is an ordinary module everywhere.  The
+checkout and wheel checks run ``python -S`` (no site-packages, so no installed or
+editable lalic can answer instead) with ``sys.path`` holding only the tree under test.
 """
 
 from __future__ import annotations
@@ -19,53 +22,61 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+KINDS = ("cpu", "cuda", "exact")
+DATA = ("weights.toml", "assets/sample.png", "kernels/biwkv_cpu.cpp", "kernels/biwkv_cuda.cu", "kernels/exact_ops.h")
 
 PROBE = textwrap.dedent(
     """
     import json, sys
-    sys.path[:0] = [sys.argv[1]]
+    if len(sys.argv) > 1:
+        sys.path[:0] = [sys.argv[1]]
     import lalic_cli, lalic_cli.kernels as k
+    from lalic_cli.resources import data_dir
     print(json.dumps({
-        "file": k.__file__,
-        "here": str(k._HERE),
+        "package": lalic_cli.__file__,
+        "loader": k.__file__,
+        "sources": str(k._SRC),
+        "missing": [str(p) for kind in %r for p in k.sources(kind) if not p.is_file()],
         "callable": callable(k.load_extension),
-        "bound": lalic_cli.kernels is k is sys.modules["lalic_cli.kernels"],
-        "data": str(__import__("lalic_cli.resources").resources.data_dir()),
+        "data": str(data_dir()),
     }))
-    """
+    """ % (KINDS,)
 )
 
 
-def _probe(tree: Path, cwd: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-S", "-c", PROBE, str(tree)], capture_output=True, text=True, cwd=cwd)
+def _probe(python: list[str], cwd: Path, tree: Path | None = None) -> dict:
+    proc = subprocess.run([*python, "-c", PROBE, *([str(tree)] if tree else [])], capture_output=True, text=True,
+                          cwd=cwd)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout.splitlines()[-1])
 
 
-def test_checkout_import_from_repository_root():
-    r = _probe(ROOT, ROOT)
-    assert r["file"] == str(ROOT / "kernels" / "__init__.py")
-    assert r["here"] == str(ROOT / "kernels") and (ROOT / "kernels" / "biwkv_cpu.cpp").is_file()
-    assert r["callable"] and r["bound"]
-    assert r["data"] == str(ROOT)
+def _check(r: dict, package: Path, data: Path) -> None:
+    assert r["package"] == str(package / "__init__.py")
+    assert r["loader"] == str(package / "kernels" / "__init__.py")
+    assert r["data"] == str(data) and r["sources"] == str(data / "kernels")
+    assert r["missing"] == [] and r["callable"]
+    assert all((data / name).is_file() for name in DATA)
 
 
-def test_shim_needs_the_top_level_kernels(tmp_path):
-    shutil.copytree(ROOT / "lalic_cli", tmp_path / "lalic_cli", ignore=shutil.ignore_patterns("__pycache__"))
-    proc = subprocess.run([sys.executable, "-S", "-c", PROBE, str(tmp_path)], capture_output=True, text=True,
-                          cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "ImportError: lalic_cli.kernels:" in proc.stderr and "kernels/__init__.py is missing" in proc.stderr
+def test_checkout_reads_the_top_level_files():
+    _check(_probe([sys.executable, "-S"], ROOT, ROOT), ROOT / "lalic_cli", ROOT)
 
 
-def test_built_wheel_has_the_loader_and_not_the_shim(tmp_path):
+def _source_tree(tmp_path: Path) -> Path:
+    """What a build needs, copied: pip writes build/ and *.egg-info into the tree it installs."""
     pytest.importorskip("setuptools")
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "weights.toml"):
         shutil.copy2(ROOT / name, src / name)
-    for name in ("lalic_cli", "kernels", "assets"):
+    for name in ("lalic_cli", "kernels", "weights", "assets"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.lal"))
+    return src
+
+
+def test_built_wheel_carries_them_in_lalic_cli_data(tmp_path):
+    src = _source_tree(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
          "-w", str(tmp_path / "dist")],
@@ -74,14 +85,32 @@ def test_built_wheel_has_the_loader_and_not_the_shim(tmp_path):
     if proc.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {proc.stderr.strip().splitlines()[-1:]}")
     (wheel,) = (tmp_path / "dist").glob("lalic-*.whl")
-    site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:
-        z.extractall(site)
-    installed = site / "lalic_cli" / "kernels"
-    assert (installed / "__init__.py").read_bytes() == (ROOT / "kernels" / "__init__.py").read_bytes()
-    assert {p.name for p in installed.iterdir()} >= {"biwkv_cpu.cpp", "biwkv_cuda.cu", "biwkv_common.h"}
+        names = z.namelist()
+        z.extractall(tmp_path / "site")
+    # the repository root is copied as data only: no Python file of it, and nothing at the top
+    assert not [n for n in names if n.startswith("lalic_cli/data/") and n.endswith(".py")]
+    assert {n.split("/")[0] for n in names} == {"lalic_cli", wheel.name.split("-py3")[0] + ".dist-info"}
+    installed = tmp_path / "site" / "lalic_cli"
+    for name in ("kernels/biwkv_cpu.cpp", "kernels/biwkv_common.h", "weights.toml"):
+        assert (installed / "data" / name).read_bytes() == (ROOT / name).read_bytes()
 
-    r = _probe(site, tmp_path)
-    assert r["file"] == str(installed / "__init__.py") and r["here"] == str(installed)
-    assert r["callable"] and r["bound"]
-    assert r["data"] == str(site / "lalic_cli" / "data")
+    _check(_probe([sys.executable, "-S"], tmp_path, tmp_path / "site"), installed, installed / "data")
+
+
+def test_editable_install_reads_the_checkout(tmp_path):
+    """pip install -e into a throwaway environment, run from another folder."""
+    src = _source_tree(tmp_path)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    if not python.is_file():
+        pytest.skip("no POSIX virtual environment here")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-build-isolation",
+         "-e", str(src)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot install in editable mode here: {proc.stderr.strip().splitlines()[-1:]}")
+    _check(_probe([str(python)], tmp_path), src / "lalic_cli", src)
