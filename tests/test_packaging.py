@@ -107,8 +107,10 @@ def test_editable_install_reads_the_checkout(tmp_path):
     if not python.is_file():
         pytest.skip("no POSIX virtual environment here")
     proc = subprocess.run(
+        # compat mode: a .pth path entry, which precedes the system site-packages that the
+        # venv sees (where CI has installed lalic itself); the default finder would come after
         [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-build-isolation",
-         "-e", str(src)],
+         "--config-settings", "editable_mode=compat", "-e", str(src)],
         capture_output=True, text=True, cwd=tmp_path,
     )
     if proc.returncode != 0:
