@@ -81,3 +81,62 @@ def test_training_inits_a_deeper_config_from_trained_weights(tiny_d2, photo_fold
     t.model.train()
     t.run()
     assert t.step == 2 and t.steps_before == 10
+
+
+@pytest.fixture
+def tiny_wide(monkeypatch) -> str:
+    config = dataclasses.replace(get_config("tiny"), M=64, groups=(8, 8, 16, 16, 16), description="test")
+    monkeypatch.setitem(CONFIGS, "tiny-wide", config)
+    return "tiny-wide"
+
+
+def test_a_wider_latent_decodes_the_same_pixels(tiny_wide, tmp_path):
+    """An appended channel group is zero, costs a few bytes and changes no pixel; the
+    old groups' symbols are those of the trained model."""
+    from lalic_cli import decode_file, encode_image
+    from lalic_cli.zoo.registry import save_weights
+
+    sd = canonical(tiny_state_dict(seed=3))
+    grown = canonical(grow_state_dict(sd, get_config("tiny"), get_config(tiny_wide), seed=5))
+    assert detect_config(grown) == tiny_wide
+    assert torch.count_nonzero(grown["g_s.0.weight"][48:]) > 0 and torch.count_nonzero(grown["g_a.6.weight"][48:]) == 0
+    img = Image.effect_noise((96, 64), 60).convert("RGB")
+    outs = []
+    for name, weights in (("small", sd), ("wide", grown)):
+        path = tmp_path / f"{name}.safetensors"
+        save_weights(weights, path, {"config": detect_config(weights), "family": "lalic", "quality": "3"})
+        data = encode_image(img, 3, weights=str(path))
+        (tmp_path / f"{name}.lal").write_bytes(data)
+        outs.append((len(data), decode_file(tmp_path / f"{name}.lal", weights=str(path)).tobytes()))
+    assert outs[0][1] == outs[1][1]
+    assert 0 < outs[1][0] - outs[0][0] <= 24
+    x = torch.rand(1, 3, 64, 64)
+    small, wide = build_model(sd, "tiny").eval(), build_model(grown).eval()
+    with torch.no_grad():
+        ys, yw = small.latent_codec(small.analysis(x)), wide.latent_codec(wide.analysis(x))
+    assert torch.equal(ys["y_hat"], yw["y_hat"][:, :48]) and torch.count_nonzero(yw["y_hat"][:, 48:]) == 0
+
+
+def test_a_wider_latent_trains_its_new_channels(tiny_wide, tmp_path):
+    """The distortion's gradient reaches g_a's new rows at the first step (no zero saddle)."""
+    sd = canonical(tiny_state_dict(seed=3))
+    model = build_model(canonical(grow_state_dict(sd, get_config("tiny"), get_config(tiny_wide))))
+    x = torch.rand(2, 3, 64, 64)
+    out = model.train()(x)
+    ((out["x_hat"] - x) ** 2).mean().backward()
+    assert torch.count_nonzero(model.g_a[6].weight.grad[48:]) > 0
+
+
+def test_variable_rate_gains_of_new_channels_sit_inside_the_trained_ladder():
+    from lalic_cli.models.grow import grow_state_dict as grow
+
+    tiny = get_config("tiny")
+    wide = dataclasses.replace(tiny, M=64, groups=(8, 8, 16, 16, 16))
+    sd = canonical(tiny_state_dict(seed=3))
+    sd["gain"] = torch.rand(4, 48) + 0.5
+    sd["inv_gain"] = 1 / sd["gain"]
+    grown = grow(sd, tiny, wide, num_rates=4)
+    assert torch.equal(grown["gain"][:, :48], sd["gain"])
+    new = grown["gain"][:, 48:]
+    assert (new == new[:, :1]).all() and (new[:, 0] >= sd["gain"].min(1).values).all()
+    assert (new[:, 0] <= sd["gain"].max(1).values).all()

@@ -102,6 +102,13 @@ register_config(
     ),
 )
 register_config(
+    "small-m192",
+    ModelConfig(
+        N=48, M=192, dims=(32, 64, 96, 128, 96, 64), depths=(1, 1, 1, 1),
+        groups=(16, 16, 32, 64, 64), description="small with a fifth channel group (M 192): grown from small's weights",
+    ),
+)
+register_config(
     "tiny",
     ModelConfig(
         N=16, M=48, dims=(16, 24, 32, 48, 32, 24), depths=(1, 1, 1, 1),

@@ -1,11 +1,23 @@
-"""Growing trained LALIC weights into a deeper config without changing what they code.
+"""Growing trained LALIC weights into a deeper config, or a wider latent, without
+changing what they code.
 
-Capacity for the high-rate end without a restart from scratch: the trained blocks keep
-their places in each stage, and every new Bi-RWKV block enters after them with both
-residual scales (``gamma1``, ``gamma2``) at zero. A pre-norm residual block with zero
-scales is the identity, so the grown model codes exactly what the trained one did
-before its first step; the scales get gradients at once, and the new blocks' weights
-train as soon as the scales move off zero (as in ReZero, Bachlechner et al., 2020).
+Capacity for the high-rate end without a restart from scratch.
+
+- Depth: the trained blocks keep their places in each stage, and every new Bi-RWKV
+  block enters after them with both residual scales (``gamma1``, ``gamma2``) at zero. A
+  pre-norm residual block with zero scales is the identity; the scales get gradients at
+  once, and the new blocks' weights train as soon as the scales move off zero (as in
+  ReZero, Bachlechner et al., 2020).
+- Latent width: new channel groups are appended to ``y``. ``g_a``'s new output rows
+  start at zero, so the new channels are exactly zero and round to zero; ``g_s`` and
+  ``h_a`` read them through randomly initialised weights, which therefore change
+  nothing yet but pass the distortion's gradient back to ``g_a``'s new rows (a zero on
+  both sides would be a saddle that never moves). The new group's entropy parameters
+  start at zero: mean 0 and the smallest scale, where a zero costs almost no bits.
+  Its gains start at each rate's geometric mean of the trained ones.
+
+Either way the grown model decodes the same pixels as the trained one before its first
+step (tests/test_grow.py).
 """
 
 from __future__ import annotations
@@ -39,9 +51,41 @@ def _index_map(name: str, old: tuple[int, ...], new: tuple[int, ...]) -> dict[in
 
 
 def can_grow(old: ModelConfig, new: ModelConfig) -> bool:
-    """Same widths and channel groups, and no stage shallower."""
-    same = (old.N, old.M, old.dims, old.groups) == (new.N, new.M, new.dims, new.groups)
-    return same and all(a <= b for a, b in zip(old.depths, new.depths)) and old.depths != new.depths
+    """Same widths, no stage shallower, the old channel groups a prefix of the new ones,
+    and something grown."""
+    same = (old.N, old.dims) == (new.N, new.dims) and new.groups[:len(old.groups)] == old.groups
+    deeper = all(a <= b for a, b in zip(old.depths, new.depths))
+    return same and deeper and (old.depths, old.groups) != (new.depths, new.groups)
+
+
+def _embed(trained: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+    """``fresh`` with the trained tensor in its leading slice (a tensor of a wider latent)."""
+    out = fresh.clone()
+    out[tuple(slice(0, n) for n in trained.shape)] = trained.to(out.dtype)
+    return out
+
+
+def _widen_latent(grown: dict[str, torch.Tensor], old: ModelConfig) -> None:
+    """The rules of the module docstring for the parts that a wider latent adds."""
+    m = sum(old.groups)
+    last_ga = max(int(k.split(".")[1]) for k in grown if k.startswith("g_a."))
+    grown[f"g_a.{last_ga}.weight"][m:] = 0
+    grown[f"g_a.{last_ga}.bias"][m:] = 0
+    for key in ("gain", "inv_gain"):
+        if key in grown:
+            table = grown[key]
+            table[:, m:] = table[:, :m].abs().log().mean(1, keepdim=True).exp()
+    for k in range(len(old.groups), len(_group_names(grown))):
+        prefix = f"latent_codec.y.latent_codec.y{k}.entropy_parameters."
+        last = max(int(key[len(prefix):].split(".")[0]) for key in grown if key.startswith(prefix))
+        grown[f"{prefix}{last}.mix.weight"].zero_()
+        grown[f"{prefix}{last}.mix.bias"].zero_()
+
+
+def _group_names(sd: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the channel groups whose coders a state dict holds (``y0``, ``y1`` ...)."""
+    prefix = "latent_codec.y.latent_codec."
+    return sorted({key[len(prefix):].split(".")[0] for key in sd if key.startswith(prefix)})
 
 
 def grow_state_dict(sd: Mapping[str, torch.Tensor], old: ModelConfig, new: ModelConfig,
@@ -49,7 +93,8 @@ def grow_state_dict(sd: Mapping[str, torch.Tensor], old: ModelConfig, new: Model
     """``sd`` (canonical, config ``old``) as a state dict of config ``new``: trained tensors
     moved to their new indices, new blocks randomly initialised (``seed``) with zero scales."""
     if not can_grow(old, new):
-        raise ValueError(f"cannot grow depths {old.depths} into {new.depths} (widths and groups must match)")
+        raise ValueError(f"cannot grow depths {old.depths} groups {old.groups} into depths {new.depths} "
+                         f"groups {new.groups} (widths must match, and the old groups lead the new ones)")
     maps = {name: _index_map(name, old.depths, new.depths) for name in ("g_a", "g_s", "h_a", "h_s")}
 
     def moved(key: str) -> str:
@@ -64,8 +109,12 @@ def grow_state_dict(sd: Mapping[str, torch.Tensor], old: ModelConfig, new: Model
     placed = {moved(k): v for k, v in sd.items()}
     for key in grown:
         given = placed.get(key, placed.get(f"latent_codec.hyper.{key}"))  # h_a., h_s.: aliases
-        if given is not None:
+        if given is not None and given.shape == grown[key].shape:
             grown[key] = given.to(grown[key].dtype).clone()
+        elif given is not None:
+            grown[key] = _embed(given, grown[key])
         elif key.endswith((".gamma1", ".gamma2")):
             grown[key] = torch.zeros_like(grown[key])
+    if new.groups != old.groups:
+        _widen_latent(grown, old)
     return grown

@@ -47,6 +47,11 @@ class LALIC(SimpleVAECompressionModel):
     ``forward``, ``compress``, ``decompress``, ``update`` and ``load_state_dict``
     behave as in CompressAI models. Inputs must be padded to a multiple of
     ``downsampling_factor``.
+
+    ``M`` is the width of the latent ``y`` (the sum of ``groups``); ``dims[3]`` is the
+    width of the hyper-synthesis output and of the channel contexts. The official
+    layout has them equal; a latent grown by appending channel groups
+    (``models/grow.py``) keeps ``dims[3]`` and raises ``M``.
     """
 
     downsampling_factor = 64
@@ -63,8 +68,8 @@ class LALIC(SimpleVAECompressionModel):
         super().__init__()
         n1, n2, n3, n4, n5, n6 = dims
         l1, l2, l3, l4 = depths
-        if n4 != M:
-            raise ValueError(f"dims[3] ({n4}) must equal M ({M})")
+        if M < n4:
+            raise ValueError(f"M ({M}) must be at least dims[3] ({n4})")
         groups = list(groups) if groups is not None else [16, 16, 32, 64, M - 128]
         if sum(groups) != M:
             raise ValueError(f"channel groups {groups} must sum to M={M}")
@@ -74,22 +79,22 @@ class LALIC(SimpleVAECompressionModel):
             _conv(3, n1, 5), _blocks(n1, l1),
             _conv(n1, n2, 3), _blocks(n2, l2),
             _conv(n2, n3, 3), _blocks(n3, l3),
-            _conv(n3, n4, 3),
+            _conv(n3, M, 3),
         )
         self.g_s = _stage(
-            _deconv(n4, n3, 3), _blocks(n3, l3),
+            _deconv(M, n3, 3), _blocks(n3, l3),
             _deconv(n3, n2, 3), _blocks(n2, l2),
             _deconv(n2, n1, 3), _blocks(n1, l1),
             _deconv(n1, 3, 5),
         )
-        self.h_a = _stage(_conv(n4, n5, 5), _blocks(n5, l4), _conv(n5, n6, 5))
+        self.h_a = _stage(_conv(M, n5, 5), _blocks(n5, l4), _conv(n5, n6, 5))
         self.h_s = _stage(_deconv(n6, n5, 5), _blocks(n5, l4), _deconv(n5, n4, 5))
 
         channel_context = {
             f"y{k}": nn.Sequential(
-                conv3x3(sum(groups[:k]), M),
-                *_blocks(M, 2, hidden_rate=8),
-                conv1x1(M, 2 * groups[k]),
+                conv3x3(sum(groups[:k]), n4),
+                *_blocks(n4, 2, hidden_rate=8),
+                conv1x1(n4, 2 * groups[k]),
             )
             for k in range(1, len(groups))
         }
@@ -98,7 +103,7 @@ class LALIC(SimpleVAECompressionModel):
                 latent_codec={"y": GaussianConditionalLatentCodec(quantizer="ste")},
                 context_prediction=CheckerboardMaskedConv2d(g, 2 * g, kernel_size=5, stride=1, padding=2),
                 entropy_parameters=sequential_channel_ramp(
-                    2 * g + (k > 0) * 2 * g + M,
+                    2 * g + (k > 0) * 2 * g + n4,
                     2 * g,
                     min_ch=2 * N,
                     num_layers=3,
