@@ -15,6 +15,18 @@ from lalic_cli.models.grow import can_grow, grow_state_dict
 from lalic_cli.zoo.checkpoint import build_model, canonical, detect_config
 
 
+def _code(img: Image.Image, weights: dict, stem) -> tuple[int, bytes]:
+    """Size of ``img``'s file at q3 with these weights, and the pixels it decodes to."""
+    from lalic_cli import decode_file, encode_image
+    from lalic_cli.zoo.registry import save_weights
+
+    path = stem.with_suffix(".safetensors")
+    save_weights(weights, path, {"config": detect_config(weights), "family": "lalic", "quality": "3"})
+    data = encode_image(img, 3, weights=str(path))
+    stem.with_suffix(".lal").write_bytes(data)
+    return len(data), decode_file(stem.with_suffix(".lal"), weights=str(path)).tobytes()
+
+
 @pytest.fixture
 def tiny_d2(monkeypatch) -> str:
     config = dataclasses.replace(get_config("tiny"), depths=(2, 1, 3, 2), description="test")
@@ -39,20 +51,10 @@ def test_grown_model_gives_the_same_output_and_likelihoods(tiny_d2):
 
 
 def test_grown_weights_code_the_same_file(tiny_d2, tmp_path):
-    from lalic_cli import decode_file, encode_image
-    from lalic_cli.zoo.registry import save_weights
-
     sd = canonical(tiny_state_dict(seed=2))
     grown = canonical(grow_state_dict(sd, get_config("tiny"), get_config(tiny_d2)))
     img = Image.effect_noise((80, 48), 60).convert("RGB")
-    outs = []
-    for name, weights in (("small", sd), ("grown", grown)):
-        path = tmp_path / f"{name}.safetensors"
-        save_weights(weights, path, {"config": detect_config(weights), "family": "lalic", "quality": "3"})
-        data = encode_image(img, 3, weights=str(path))
-        (tmp_path / f"{name}.lal").write_bytes(data)
-        outs.append((len(data), decode_file(tmp_path / f"{name}.lal", weights=str(path)).tobytes()))
-    assert outs[0] == outs[1]
+    assert _code(img, sd, tmp_path / "small") == _code(img, grown, tmp_path / "grown")
 
 
 def test_only_deeper_configs_with_the_same_widths_grow(tiny_d2):
@@ -93,21 +95,12 @@ def tiny_wide(monkeypatch) -> str:
 def test_a_wider_latent_decodes_the_same_pixels(tiny_wide, tmp_path):
     """An appended channel group is zero, costs a few bytes and changes no pixel; the
     old groups' symbols are those of the trained model."""
-    from lalic_cli import decode_file, encode_image
-    from lalic_cli.zoo.registry import save_weights
-
     sd = canonical(tiny_state_dict(seed=3))
     grown = canonical(grow_state_dict(sd, get_config("tiny"), get_config(tiny_wide), seed=5))
     assert detect_config(grown) == tiny_wide
     assert torch.count_nonzero(grown["g_s.0.weight"][48:]) > 0 and torch.count_nonzero(grown["g_a.6.weight"][48:]) == 0
     img = Image.effect_noise((96, 64), 60).convert("RGB")
-    outs = []
-    for name, weights in (("small", sd), ("wide", grown)):
-        path = tmp_path / f"{name}.safetensors"
-        save_weights(weights, path, {"config": detect_config(weights), "family": "lalic", "quality": "3"})
-        data = encode_image(img, 3, weights=str(path))
-        (tmp_path / f"{name}.lal").write_bytes(data)
-        outs.append((len(data), decode_file(tmp_path / f"{name}.lal", weights=str(path)).tobytes()))
+    outs = [_code(img, sd, tmp_path / "small"), _code(img, grown, tmp_path / "wide")]
     assert outs[0][1] == outs[1][1]
     assert 0 < outs[1][0] - outs[0][0] <= 24
     x = torch.rand(1, 3, 64, 64)
