@@ -397,7 +397,11 @@ def _rate_weights(_ctx, _param, value: str | None) -> tuple[float, ...] | None:
 @click.option("--precision", type=click.Choice(["float32", "bf16"]), default="float32", show_default=True,
               help="bf16: g_a and g_s under bf16 autocast while training (faster where the CPU has "
                    "AVX-512-BF16; see benchmarks/RESULTS.md). Validation and exports stay float32.")
-@click.option("--export", "export_name", help="After training, write weights NAME.safetensors into --out.")
+@click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Keep an exponential moving average of the weights with this decay (e.g. 0.999); "
+                   "validation reports it beside the raw weights, and --export writes it.")
+@click.option("--export", "export_name",
+              help="After training, write weights NAME.safetensors into --out (with --ema also NAME-raw).")
 @click.option("--export-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Precision of the exported weights (float16: the bundled weights' form, half the size).")
 def train(codec, stage, config_name, lmbda, variable_rate, resume, export_name, export_dtype, patch, **kw) -> None:
@@ -440,6 +444,9 @@ def train(codec, stage, config_name, lmbda, variable_rate, resume, export_name, 
         import torch
 
         out.print(f"weights: {trainer.export_weights(export_name, getattr(torch, export_dtype))}", markup=False)
+        if cfg.ema:
+            raw = trainer.export_weights(f"{export_name}-raw", getattr(torch, export_dtype), averaged=False)
+            out.print(f"weights without the average: {raw}", markup=False)
 
 
 from .bench.command import bench  # noqa: E402

@@ -35,4 +35,5 @@ class TrainConfig:
     tokenizer: str | None = None  # stage 1: the tokenizer's weights
     perceptual_weights: str | None = None  # stage 2: a torchvision VGG16 state dict
     perceptual_weight: float = 1.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: none); exports use it
     precision: str = "float32"  # "bf16": the analysis/synthesis transforms under bf16 autocast while training

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from PIL import Image
 
 from ..errors import InputError
@@ -122,6 +123,11 @@ class Trainer:
                 find_unused_parameters=self.recipe.unused_parameters,
             )
         self.opt, self.aux_opt = build_optimizers(self.model, cfg)
+        if not 0 <= cfg.ema < 1:
+            raise InputError(f"--ema takes a decay in [0, 1), not {cfg.ema}")
+        # PyTorch's own EMA: parameters only; the coder tables are derived at export
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=False) \
+            if cfg.ema else None
         self.step = 0
         self.skipped = 0  # updates skipped for a non-finite gradient
         self.data = CropDataset(cfg.data, cfg.patch)
@@ -136,6 +142,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "opt": self.opt.state_dict(),
             "aux_opt": self.aux_opt.state_dict() if self.aux_opt else None,
+            "ema": self.ema.state_dict() if self.ema else None,
             "step": self.step,
             "steps_before": self.steps_before,
             "gen": self.gen.get_state(),
@@ -164,6 +171,8 @@ class Trainer:
             self.opt.load_state_dict(st["opt"])
         if self.aux_opt:
             self.aux_opt.load_state_dict(st["aux_opt"])
+        if self.ema and st.get("ema") and not grown:
+            self.ema.load_state_dict(st["ema"])
         self.step = st["step"]
         self.steps_before = st.get("steps_before", 0)  # checkpoints before this field: unknown, 0
         ranks = st.get("ranks")
@@ -243,16 +252,22 @@ class Trainer:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
-    def export_weights(self, name: str, dtype=torch.float32) -> Path:
-        """The trained model (its inference part) as canonical safetensors with
-        coder-independent metadata."""
+    @property
+    def averaged(self) -> torch.nn.Module:
+        """The weights to validate and export: the moving average with ``--ema``."""
+        return self.ema.module if self.ema else self.model
+
+    def export_weights(self, name: str, dtype=torch.float32, averaged: bool = True) -> Path:
+        """The trained model (its inference part; the moving average unless ``averaged``
+        is False) as canonical safetensors with coder-independent metadata."""
         dest = self.out / f"{name}.safetensors"
         family = self.recipe.family
         variable = self.cfg.variable_rate or family == "mrt"
         meta = {"config": self.cfg.config, "family": family, "quality": "variable" if variable else "",
                 "lambda": "" if self.cfg.lmbda is None else str(self.cfg.lmbda),
-                "steps": str(self.steps_before + self.step)}
-        save_weights(self.recipe.inference(self.model).state_dict(), dest, meta, dtype=dtype)
+                "steps": str(self.steps_before + self.step)} | ({"ema": str(self.cfg.ema)} if averaged and self.ema else {})
+        model = self.averaged if averaged else self.model
+        save_weights(self.recipe.inference(model).state_dict(), dest, meta, dtype=dtype)
         return dest
 
     # -- loop --------------------------------------------------------------------------
@@ -280,6 +295,7 @@ class Trainer:
         else:  # one bad batch must not poison the weights: skip the update, count it
             self.skipped += 1
         if self.aux_opt is None:  # MRT has no factorized prior to fit
+            self._average()
             self.step += 1
             return {k: float(v.detach()) for k, v in metrics.items()} | {"skipped": self.skipped}
         self.aux_opt.zero_grad(set_to_none=True)  # drop what the R-D loss left on the quantiles
@@ -291,16 +307,30 @@ class Trainer:
                     dist.all_reduce(p.grad)
                     p.grad /= self.world
         self.aux_opt.step()
+        self._average()
         self.step += 1
         return {k: float(v.detach()) for k, v in metrics.items()} | {"aux": float(aux.detach()), "skipped": self.skipped}
 
+    def _average(self) -> None:
+        """Fold this step's weights, the aux optimiser's quantiles included, into the average."""
+        if self.ema:
+            self.ema.update_parameters(self.model)
+
     @torch.no_grad()
     def validate(self) -> dict | None:
+        """Mean loss, bpp and PSNR on the validation images; with ``--ema`` the moving
+        average's too (suffix ``_ema``), from the same images: a paired comparison."""
         if not self.cfg.val_data:
             return None
-        self.model.eval()
-        points = [("", *self.recipe.validation())]
-        points += [(f"_q{q:g}", q, lmbda) for q, lmbda in self.recipe.top_validation()]
+        result = self._validate(self.model, "")
+        if self.ema:
+            result |= self._validate(self.ema.module, "_ema")
+        return result
+
+    def _validate(self, model: torch.nn.Module, tag: str) -> dict:
+        model.eval()
+        points = [(tag, *self.recipe.validation())]
+        points += [(f"{tag}_q{q:g}", q, lmbda) for q, lmbda in self.recipe.top_validation()]
         m = self.recipe.multiple
         rows: dict[str, list] = {suffix: [] for suffix, _, _ in points}
         for p in list_images(self.cfg.val_data)[: self.cfg.val_limit]:
@@ -309,9 +339,9 @@ class Trainer:
             h, w = x.shape[-2:]
             x = x[..., : h - h % m, : w - w % m]
             for suffix, q, lmbda in points:
-                out = self.model(x) if q is None else self.model(x, q)
+                out = model(x) if q is None else model(x, q)
                 rows[suffix].append(self.recipe.loss(out, x, lmbda))
-        self.model.train()
+        model.train()
         return {k + suffix: float(sum(float(r[k]) for r in rs) / len(rs))
                 for suffix, rs in rows.items() for k in ("loss", "bpp", "psnr")}
 
