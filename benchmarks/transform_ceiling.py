@@ -28,7 +28,10 @@ from lalic_cli.zoo.checkpoint import build_model, load_checkpoint_file
 
 
 def load(path: Path) -> torch.Tensor:
-    return prepare(Image.open(path)).rgb
+    """The image cropped to a multiple of 64 (Kodak's sizes already are): the transforms'
+    output then has the input's size, with no padding to account for."""
+    x = prepare(Image.open(path)).rgb
+    return x[..., : x.shape[-2] // 64 * 64, : x.shape[-1] // 64 * 64]
 
 
 @torch.no_grad()
