@@ -18,6 +18,7 @@ from rich.console import Console
 from . import errors
 from .fileio import OutputExistsError, atomic_write, names_folder, ready_output_place
 from .progress import DelayedSpinner
+from .resources import DISTRIBUTION
 from .runtime import one_line_warnings, tune_allocator
 
 out = Console(highlight=False, soft_wrap=True)
@@ -44,7 +45,7 @@ class LalicGroup(click.Group):
 
 
 @click.group(cls=LalicGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="lalic")
+@click.version_option(package_name=DISTRIBUTION)
 def main() -> None:
     """LALIC learned image codec: encode images to .lal files and back."""
     tune_allocator()

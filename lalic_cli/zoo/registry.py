@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LalicError, QualityError
 from ..fileio import atomic_write
-from ..resources import data_dir
+from ..resources import cache_home, data_dir
 
 if TYPE_CHECKING:
     import torch
@@ -67,8 +67,7 @@ def weights_dir() -> Path:
     env = os.environ.get("LALIC_WEIGHTS")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lalic" / "weights"
+    return cache_home() / "weights"
 
 
 def _toml_entries() -> list[WeightsEntry]:
