@@ -22,3 +22,11 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
         return sorted(set(vars(sys.modules[package])) | set(exports))
 
     return __getattr__, __dir__
+
+
+def load(path: str) -> Any:
+    """The object a plug-in hook names, imported on first use: ``"package.module:attr"``
+    or a whole module (``"package.module"``)."""
+    module, _, attr = path.partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attr) if attr else loaded

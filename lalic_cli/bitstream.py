@@ -4,9 +4,10 @@ Pure standard-library code (no torch).  The byte layout is specified in
 ``docs/bitstream.md``; keep the two in step (``tests/test_bitstream.py``
 checks hand-built reference files against this module).
 
-One format carries both model families, LALIC and MRT (the ``family`` byte);
-the header's latent grid ``z_shape`` is in units of the family's stride
-(:data:`LATENT_STRIDES`).
+One format carries every model family (the ``family`` byte, the family's
+container code in ``lalic_cli.families``); the header's latent grid ``z_shape``
+is in units of the family's stride (:data:`LATENT_STRIDES`), and each family's
+``Container`` rules say which entropy paths and strings its files may have.
 
 Summary of the layout (version 3; version 2 lacks the family byte, version 1
 also the entropy byte)::
@@ -33,6 +34,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from .errors import LalicError
+from .families import DEFAULT_FAMILY, FAMILIES, Family, FamilyTable, family_for_code
 
 __all__ = [
     "ENTROPY_CODES",
@@ -55,11 +57,10 @@ FORMAT_VERSION = 3
 # version 2: no family byte (always LALIC)
 READ_VERSIONS = (1, 2, 3)
 MAGIC = b"LAL\x89"
-#: LALIC: pixels per latent z element along each axis (image -> y is /16, y -> z is /4)
-LATENT_STRIDE = 64
-#: pixels per element of the header's latent grid ``z_shape``, per model family:
-#: LALIC's hyper-latent z (64), MRT's 256x256 windows (rows, cols)
-LATENT_STRIDES = {"lalic": LATENT_STRIDE, "mrt": 256}
+#: pixels per element of the header's latent grid ``z_shape``, per model family
+LATENT_STRIDES = FamilyTable(lambda f: f.container.stride)
+#: the default family's stride (pixels per latent z element along each axis)
+LATENT_STRIDE = LATENT_STRIDES[DEFAULT_FAMILY]
 
 # --- limits (all checked before anything is sliced or allocated) ----------
 MAX_VARINT_BYTES = 10          # enough for any value < 2**64
@@ -84,10 +85,8 @@ _DEVICE_NAMES = {v: k for k, v in DEVICE_CODES.items()}
 #: portable path of docs/portable.md, the same bits everywhere)
 ENTROPY_CODES = {"float": 0, "exact": 1}
 _ENTROPY_NAMES = {v: k for k, v in ENTROPY_CODES.items()}
-#: which model family coded the file: "lalic" (hyperprior + channel groups) or
-#: "mrt" (extreme-rate bit tokens, always on the exact entropy path, no z string)
-FAMILY_CODES = {"lalic": 0, "mrt": 1}
-_FAMILY_NAMES = {v: k for k, v in FAMILY_CODES.items()}
+#: which model family coded the file: each family's container code
+FAMILY_CODES = FamilyTable(lambda f: f.container.code)
 
 _U32 = struct.Struct(">I")
 
@@ -107,11 +106,11 @@ class Header:
     bit_depth: int
     pad: tuple[int, int, int, int]     # (left, right, top, bottom)
     z_shape: tuple[int, int]           # latent grid (rows, cols), see LATENT_STRIDES
-    num_groups: int                    # LALIC: channel groups; MRT: bit groups
+    num_groups: int                    # the family's groups (channel or bit groups)
     device_class: str = "cpu"
     symbols_crc: int = 0
     entropy: str = "float"
-    family: str = "lalic"
+    family: str = DEFAULT_FAMILY
 
 
 @dataclass
@@ -292,14 +291,16 @@ def _check_header_values(h: Header, max_pixels: int | None) -> None:
         raise _Malformed(f"unknown device class {h.device_class!r}")
     if h.entropy not in ENTROPY_CODES:
         raise _Malformed(f"unknown entropy path {h.entropy!r}")
-    if h.family not in FAMILY_CODES:
+    family = FAMILIES.get(h.family)
+    if family is None:
         raise _Malformed(f"unknown model family {h.family!r}")
-    if h.family == "mrt" and h.entropy != "exact":
+    rules = family.container
+    if rules.entropy is not None and h.entropy != rules.entropy:
         raise _Malformed(
-            f"MRT files use the exact entropy path, not {h.entropy!r}")
+            f"{family.label} files use the {rules.entropy} entropy path, not {h.entropy!r}")
     if not 1 <= h.num_groups <= MAX_GROUPS:
         raise _Malformed(f"num_groups {h.num_groups} outside 1..{MAX_GROUPS}")
-    stride = LATENT_STRIDES[h.family]
+    stride = rules.stride
     zh, zw = h.z_shape
     if zh < 1 or zw < 1 or stride * zh > MAX_PADDED_DIM \
             or stride * zw > MAX_PADDED_DIM:
@@ -335,7 +336,8 @@ def _header_from_raw(raw: _RawHeader, max_pixels: int | None) -> Header:
         raise _Malformed(f"unknown device class code {raw.device_code}")
     if raw.entropy_code not in _ENTROPY_NAMES:
         raise _Malformed(f"unknown entropy path code {raw.entropy_code}")
-    if raw.family_code not in _FAMILY_NAMES:
+    family = family_for_code(raw.family_code)
+    if family is None:
         raise _Malformed(f"unknown model family code {raw.family_code}")
     h = Header(
         weights_name=name,
@@ -351,7 +353,7 @@ def _header_from_raw(raw: _RawHeader, max_pixels: int | None) -> Header:
         device_class=_DEVICE_NAMES[raw.device_code],
         symbols_crc=raw.symbols_crc,
         entropy=_ENTROPY_NAMES[raw.entropy_code],
-        family=_FAMILY_NAMES[raw.family_code],
+        family=family.key,
     )
     _check_header_values(h, max_pixels)
     return h
@@ -406,7 +408,9 @@ def _read_header(data: bytes, max_pixels: int | None) -> tuple[Header, _RawHeade
 _MIN_BODY = 3 + 4
 
 
-_MRT_Z_STRING = "MRT files carry no z string"
+def _z_string_rule(family: Family) -> str | None:
+    """Why a file of ``family`` may not carry a z string; None where it may."""
+    return None if family.container.z_string else f"{family.label} files carry no z string"
 
 
 def _parse_body(data: bytes, header: Header, raw: _RawHeader) -> LalFile:
@@ -422,8 +426,8 @@ def _parse_body(data: bytes, header: Header, raw: _RawHeader) -> LalFile:
         y_strings.append(r.take(n, f"y string {i}"))
     n = r.length("z string")
     z_string = r.take(n, "z string")
-    if z_string and header.family == "mrt":
-        raise _Malformed(_MRT_Z_STRING)
+    if z_string and (rule := _z_string_rule(FAMILIES[header.family])):
+        raise _Malformed(rule)
     n_extras = r.varint("extras count")
     if n_extras > MAX_EXTRAS:
         raise _Malformed(f"{n_extras} extras (limit {MAX_EXTRAS})")
@@ -555,7 +559,7 @@ def _encode_header_fields(h: Header) -> bytes:
     out += _varint(centi)
     out += _varint(h.height) + _varint(h.width)
     out += bytes((MODE_CODES[h.mode], h.bit_depth, DEVICE_CODES[h.device_class],
-                  ENTROPY_CODES[h.entropy], FAMILY_CODES[h.family]))
+                  ENTROPY_CODES[h.entropy], FAMILIES[h.family].container.code))
     for v in h.pad:
         out += _varint(v)
     out += _varint(h.z_shape[0]) + _varint(h.z_shape[1])
@@ -575,8 +579,8 @@ def _encode_body_sections(f: LalFile) -> bytes:
         s = _as_bytes(s)
         out += _varint(len(s)) + s
     z = _as_bytes(f.z_string)
-    if z and f.header.family == "mrt":
-        raise ValueError(_MRT_Z_STRING)
+    if z and (rule := _z_string_rule(FAMILIES[f.header.family])):
+        raise ValueError(rule)
     out += _varint(len(z)) + z
     if len(f.extras) > MAX_EXTRAS:
         raise ValueError(f"{len(f.extras)} extras (limit {MAX_EXTRAS})")

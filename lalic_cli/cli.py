@@ -17,7 +17,9 @@ from rich.console import Console
 
 from . import errors
 from .fileio import OutputExistsError, atomic_write, names_folder, ready_output_place
+from .families import DEFAULT_FAMILY, FAMILIES
 from .progress import DelayedSpinner
+from .resources import DISTRIBUTION
 from .runtime import one_line_warnings, tune_allocator
 
 out = Console(highlight=False, soft_wrap=True)
@@ -44,7 +46,7 @@ class LalicGroup(click.Group):
 
 
 @click.group(cls=LalicGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="lalic")
+@click.version_option(package_name=DISTRIBUTION)
 def main() -> None:
     """LALIC learned image codec: encode images to .lal files and back."""
     tune_allocator()
@@ -135,7 +137,7 @@ def _effort(_ctx, _param, value: str) -> int:
 @click.argument("images", nargs=-1, required=True)
 @click.option("-q", "--quality", default="3", show_default=True,
               help="1 (smallest) .. 6 (best); 7 and 8 with weights trained that far; MRT: 1 .. 3.")
-@click.option("--codec", type=click.Choice(["lalic", "mrt"]), default="lalic", show_default=True,
+@click.option("--codec", type=click.Choice(list(FAMILIES)), default=DEFAULT_FAMILY, show_default=True,
               help="Model family: mrt codes extreme rates (below 0.03 bpp).")
 @click.option("-e", "--effort", default="7", show_default=True, callback=_effort, metavar="1..9",
               help="Higher is slower and smaller: 8 and 9 refine the latents of each image "
@@ -149,8 +151,6 @@ def _effort(_ctx, _param, value: str) -> int:
 @JOBS
 def encode(images, quality, codec, effort, output, weights, device, max_pixels, force, quiet, jobs) -> None:
     """Encode IMAGES (PNG, JPEG, WebP, ...; - for stdin) to .lal files."""
-    from .families import FAMILIES
-
     quality = FAMILIES[codec].parse_quality(quality)  # once, before any input is read or torch loaded
     _ready_output(output, images, ".lal data")
     from .codec import DEFAULT_MAX_PIXELS, encode_prepared
@@ -261,6 +261,7 @@ def info(file, as_json) -> None:
     data = sys.stdin.buffer.read() if file == "-" else _read(file)
     lal = unpack(data, max_pixels=None)
     h = lal.header
+    grid, groups = FAMILIES[h.family].container.fields
     fields = {
         "file_size": len(data),
         "family": h.family,
@@ -272,8 +273,8 @@ def info(file, as_json) -> None:
         "mode": h.mode,
         "bit_depth": h.bit_depth,
         "pad": list(h.pad),
-        **({"z_shape": list(h.z_shape), "channel_groups": h.num_groups} if h.family == "lalic"
-           else {"windows": list(h.z_shape), "bit_groups": h.num_groups}),
+        grid: list(h.z_shape),
+        groups: h.num_groups,
         "y_string_bytes": [len(s) for s in lal.y_strings],
         "z_string_bytes": len(lal.z_string),
         "extras": {k: len(v) for k, v in lal.extras.items()},
@@ -364,7 +365,7 @@ def _rate_weights(_ctx, _param, value: str | None) -> tuple[float, ...] | None:
 @main.command()
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Folder of training images.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoint, weights).")
-@click.option("--codec", type=click.Choice(["lalic", "mrt"]), default="lalic", show_default=True,
+@click.option("--codec", type=click.Choice(list(FAMILIES)), default=DEFAULT_FAMILY, show_default=True,
               help="Model family.")
 @click.option("--stage", type=click.Choice(["tokenizer", "1", "2"]), default="2", show_default=True,
               help="MRT: tokenizer (VQ autoencoder), 1 (align with its codes) or 2 (end to end).")

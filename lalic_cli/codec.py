@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,16 +11,14 @@ from PIL import Image
 
 from .errors import DecodeError, InputError, QualityError
 from .bitstream import Header, LalFile, pack, unpack
-from .families import FAMILIES
+from .families import DEFAULT_FAMILY, get_family, refines, refining_labels
 from .image import PreparedImage, open_image, prepare, restore
 from .memory import check_fits
-from .models.portable import portable_latent_codec
 from .effort import DEFAULT_EFFORT, steps_for
-from .refine import OnStep, check_refinement_fits, compress_latents, rd_lambda, refine
+from .refine import OnStep, check_refinement_fits, rd_lambda, refine
 from .zoo.registry import WeightsError, WeightsEntry, find_for_decoding, load_model, resolve
 
 DEFAULT_MAX_PIXELS = 40_000_000
-ENTROPY_PATHS = ("exact", "float")  # "exact": files decode anywhere (docs/portable.md)
 
 
 def pick_device(device: str = "auto") -> str:
@@ -32,11 +29,6 @@ def pick_device(device: str = "auto") -> str:
     if device not in ("cpu", "cuda"):
         raise InputError(f"unknown device {device!r} (auto, cpu or cuda)")
     return device
-
-
-def symbols_crc(y_hat: torch.Tensor) -> int:
-    """CRC32 of the quantised latent, to detect a decoder whose entropy model diverged."""
-    return zlib.crc32(y_hat.round().to(torch.int32).cpu().numpy().tobytes())
 
 
 def pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
@@ -52,14 +44,6 @@ def pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int
     return x, pad
 
 
-def _z_shape_to_latent_shape(model, z_shape: tuple[int, int]) -> dict:
-    zh, zw = z_shape
-    return {
-        "y": [torch.Size((g, 4 * zh, 4 * zw)) for g in model.groups],
-        "hyper": torch.Size((zh, zw)),
-    }
-
-
 @dataclass
 class Encoded:
     data: bytes
@@ -70,99 +54,6 @@ class Encoded:
     @property
     def bpp(self) -> float:
         return 8 * len(self.data) / (self.header.height * self.header.width)
-
-
-CODECS = ("lalic", "mrt")  # model families; MRT codes extreme rates (below 0.03 bpp)
-
-
-def _latent_codec(model, entropy: str):
-    """None (the model's own, float) or the portable CPU copy."""
-    if entropy not in ENTROPY_PATHS:
-        raise InputError(f"unknown entropy path {entropy!r} (exact or float)")
-    return portable_latent_codec(model) if entropy == "exact" else None
-
-
-@dataclass
-class _Coded:
-    """What a family's compress gives the container."""
-
-    y_strings: list[bytes]
-    z_string: bytes
-    grid: tuple[int, int]
-    num_groups: int
-    symbols_crc: int
-
-
-def _compress_lalic(model, x: torch.Tensor, quality: float, entropy: str) -> _Coded:
-    latent_codec = _latent_codec(model, entropy)
-    return _lalic_coded(model, model.compress(x, quality, latent_codec=latent_codec))
-
-
-def _compress_refined(model, x: torch.Tensor, quality: float, entropy: str, lmbda: float, steps: int,
-                      pad: tuple[int, int, int, int], on_step=None) -> _Coded:
-    """``--effort`` above the default: refined latents, coded by the same latent codec."""
-    check_refinement_fits(model, x.shape[-2] * x.shape[-1], x.device.type)
-    latent_codec = _latent_codec(model, entropy)
-    best = refine(model, x, quality, lmbda, steps, pad, on_step)
-    with torch.inference_mode():
-        if latent_codec is None:
-            model.float_tables()
-            out = compress_latents(model.latent_codec, best["y_hat"], best["z_hat"])
-        else:
-            out = compress_latents(latent_codec, best["y_hat"].cpu(), best["z_hat"].cpu())
-    return _lalic_coded(model, out)
-
-
-def _lalic_coded(model, out: dict) -> _Coded:
-    strings = [s[0] for s in out["strings"]]
-    zh, zw = out["shape"]["hyper"]
-    return _Coded(strings[:-1], strings[-1], (int(zh), int(zw)), len(model.groups), symbols_crc(out["y_hat"]))
-
-
-def _decompress_lalic(model, lal: LalFile, dev: str) -> torch.Tensor:
-    h = lal.header
-    if h.num_groups != len(model.groups):
-        raise DecodeError(f"file has {h.num_groups} channel groups, the weights have {len(model.groups)}")
-    strings = [[s] for s in (*lal.y_strings, lal.z_string)]
-    dec = model.decompress(strings, _z_shape_to_latent_shape(model, h.z_shape), h.quality,
-                           latent_codec=_latent_codec(model, h.entropy))
-    _check_symbols(symbols_crc(dec["y_hat"]), h, dev)
-    return dec["x_hat"]
-
-
-def _mrt_quality(model, quality: float) -> int:
-    try:
-        return model.groups_for(quality)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-
-
-def _compress_mrt(model, x: torch.Tensor, quality: float, entropy: str) -> _Coded:
-    if entropy != "exact":
-        raise InputError("MRT files always use the exact entropy path (its context model is exact)")
-    groups = _mrt_quality(model, quality)
-    out = model.compress(x, quality)
-    rows, cols = out["shape"]
-    return _Coded(out["strings"], b"", (int(rows), int(cols)), groups, bits_crc(out["bits"]))
-
-
-def _decompress_mrt(model, lal: LalFile, dev: str) -> torch.Tensor:
-    h = lal.header
-    groups = _mrt_quality(model, h.quality)
-    if h.num_groups != groups:
-        raise DecodeError(f"file has {h.num_groups} bit groups, these weights code {groups} at quality {h.quality:g}")
-    dec = model.decompress(lal.y_strings, h.z_shape, h.quality)
-    _check_symbols(bits_crc(dec["bits"]), h, dev)
-    return dec["x_hat"]
-
-
-_COMPRESS = {"lalic": _compress_lalic, "mrt": _compress_mrt}
-_DECOMPRESS = {"lalic": _decompress_lalic, "mrt": _decompress_mrt}
-
-
-def bits_crc(bits: torch.Tensor) -> int:
-    """CRC32 of MRT's coded bits (0/1 bytes), the counterpart of ``symbols_crc``."""
-    return zlib.crc32(bits.to(torch.uint8).cpu().numpy().tobytes())
 
 
 def _check_symbols(crc: int, h: Header, dev: str) -> None:
@@ -179,21 +70,21 @@ def _check_symbols(crc: int, h: Header, dev: str) -> None:
 
 def encode_prepared(
     img: PreparedImage, quality: float, *, weights: str | None = None, device: str = "auto",
-    max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact", codec: str = "lalic",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact", codec: str = DEFAULT_FAMILY,
     effort: int = DEFAULT_EFFORT, on_step: OnStep | None = None,
 ) -> Encoded:
     """``on_step(step, steps)`` reports the refinement of efforts above the default."""
     steps = steps_for(effort)
-    if steps and codec != "lalic":
-        raise InputError(f"effort {effort} refines LALIC latents; the {codec} codec has efforts up to {DEFAULT_EFFORT}")
+    if steps and not refines(codec):
+        raise InputError(f"effort {effort} refines {refining_labels()} latents; the {codec} codec has efforts "
+                         f"up to {DEFAULT_EFFORT}")
     if max_pixels is not None and img.height * img.width > max_pixels:
         raise InputError(
             f"image is {img.width}x{img.height} = {img.height * img.width} pixels, over the limit of "
             f"{max_pixels} (raise it with --max-pixels)"
         )
-    if codec not in _COMPRESS:
-        raise InputError(f"unknown codec {codec!r} ({', '.join(CODECS)})")
-    quality = FAMILIES[codec].parse_quality(quality)
+    family = get_family(codec)
+    quality = family.parse_quality(quality)
     dev = pick_device(device)
     entry = resolve(weights, quality, codec)
     model, short_hash = load_model(entry, dev)
@@ -203,11 +94,13 @@ def encode_prepared(
     check_fits(model, img.height, img.width, dev)
     x, pad = pad_to(img.rgb.to(dev), model.downsampling_factor)
     if steps:
-        coded = _compress_refined(model, x, quality, entropy, rd_lambda(model, quality, entry.lmbda), steps, pad,
-                                  on_step)
+        lmbda = rd_lambda(model, quality, entry.lmbda)
+        check_refinement_fits(model, x.shape[-2] * x.shape[-1], x.device.type)
+        coded = family.coder.compress_refined(model, entropy,
+                                              lambda: refine(model, x, quality, lmbda, steps, pad, on_step))
     else:
         with torch.inference_mode():
-            coded = _COMPRESS[codec](model, x, quality, entropy)
+            coded = family.coder.compress(model, x, quality, entropy)
     extras = {}
     if img.alpha is not None:
         extras["alpha"] = img.alpha
@@ -227,7 +120,7 @@ def encode_prepared(
         device_class=dev,
         symbols_crc=coded.symbols_crc,
         entropy=entropy,
-        family=codec,
+        family=family.key,
     )
     data = pack(LalFile(header, coded.y_strings, coded.z_string, extras))
     return Encoded(data, header, entry, img.notes)
@@ -235,7 +128,7 @@ def encode_prepared(
 
 def encode_image(
     image: Image.Image | str | Path, quality: float, *, weights: str | None = None, device: str = "auto",
-    max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact", codec: str = "lalic",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact", codec: str = DEFAULT_FAMILY,
     effort: int = DEFAULT_EFFORT,
 ) -> bytes:
     """Encode an image (PIL image or path) to ``.lal`` bytes.
@@ -243,7 +136,8 @@ def encode_image(
     ``entropy="exact"`` (the default) writes a file that decodes on any machine;
     ``"float"`` uses the reference model's float entropy path, as the official
     bitstreams do, which decodes only on the encoder's device class.
-    ``codec="mrt"`` codes with the extreme-rate family (qualities 1..3).
+    ``codec`` names the model family (``lalic_cli.families``): MRT codes extreme rates
+    (qualities 1..3).
     ``effort`` 1 .. 9 (default 7, today's encoder): 8 and 9 refine the latents of the
     image first, slower and smaller; any decoder reads the result."""
     img = image if isinstance(image, Image.Image) else open_image(image)
@@ -260,7 +154,7 @@ class Decoded:
 def decode(
     data: bytes, *, weights: str | None = None, device: str = "auto", max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> Decoded:
-    """Decode ``.lal`` bytes of either family (the header says which)."""
+    """Decode ``.lal`` bytes of any family (the header says which)."""
     lal = unpack(data, max_pixels=max_pixels)
     h = lal.header
     dev = pick_device(device)
@@ -275,7 +169,8 @@ def decode(
         raise WeightsError(f"this is an {h.family} file and {entry.path} holds {entry.family} weights")
     check_fits(model, h.height, h.width, dev)
     with torch.inference_mode():
-        x_hat = _DECOMPRESS[h.family](model, lal, dev)
+        x_hat, crc = get_family(h.family).coder.decompress(model, lal)
+    _check_symbols(crc, h, dev)
     left, right, top, bottom = h.pad
     x_hat = x_hat[..., top: top + h.height, left: left + h.width]
     img = restore(x_hat, h.mode, lal.extras.get("alpha"))

@@ -13,7 +13,18 @@ a ``setup.py`` and a ``MANIFEST.in``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+#: the distribution's name: its installed metadata (``lalic --version``) and its cache folder
+DISTRIBUTION = "lalic"
+
+
+def cache_home() -> Path:
+    """``$XDG_CACHE_HOME/lalic`` or ``~/.cache/lalic``: imported weights and kernel builds
+    live below it (each has its own environment variable to move it)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / DISTRIBUTION
 
 
 def data_dir() -> Path:

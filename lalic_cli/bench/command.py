@@ -10,6 +10,7 @@ import click
 
 from ..effort import DEFAULT_EFFORT, check_effort, steps_for
 from ..errors import InputError
+from ..families import DEFAULT_FAMILY, refines, refining_labels
 from .families import FAMILIES
 
 _NUMBER = re.compile(r"\d+(\.\d+)?\Z")
@@ -44,7 +45,7 @@ class BenchCommand(click.Command):
         return super().parse_args(ctx, expand_quality_args(list(args)))
 
 
-def parse_qualities(values: tuple[str, ...], codec: str = "lalic") -> tuple[float, ...]:
+def parse_qualities(values: tuple[str, ...], codec: str = DEFAULT_FAMILY) -> tuple[float, ...]:
     """``("1", "2,3")`` -> ``(1.0, 2.0, 3.0)``: sorted, unique, each one of ``codec``'s qualities
     (LALIC: 1 .. 8, fractions too; MRT: 1, 2 or 3)."""
     family = FAMILIES[codec]
@@ -87,7 +88,7 @@ def _check_output(path: str | None, option: str) -> None:
 @click.option("-q", "--quality", "qualities", multiple=True, metavar="Q [Q ...]",
               help="Qualities to test, e.g. -q 1 2 3 or -q 1,3,6 (default: every quality with weights; "
               "LALIC 1 .. 8 as the weights code them, MRT 1 2 3).")
-@click.option("--codec", type=click.Choice(list(FAMILIES)), default="lalic", show_default=True,
+@click.option("--codec", type=click.Choice(list(FAMILIES)), default=DEFAULT_FAMILY, show_default=True,
               help="Model family: mrt (extreme rates) also runs LALIC q1, AVIF at its lowest setting and "
               "2x / 4x downscaled AVIF and WebP.")
 @click.option("--weights", help="Weights name or checkpoint path (default: the best available).")
@@ -125,8 +126,8 @@ def bench(folder, qualities, codec, weights, device, effort, estimate, vs, json_
     def warn(message: str) -> None:
         err.print(f"lalic: warning: {message}", markup=False)
 
-    if steps_for(effort) and (estimate or codec != "lalic"):
-        raise InputError(f"--effort {effort} refines LALIC latents before real coding: "
+    if steps_for(effort) and (estimate or not refines(codec)):
+        raise InputError(f"--effort {effort} refines {refining_labels()} latents before real coding: "
                          + ("drop --estimate" if estimate else f"the {codec} codec has efforts up to {DEFAULT_EFFORT}"))
     family = FAMILIES[codec]
     vs_keys = tuple(dict.fromkeys((*family.comparisons, *classical.parse_vs(vs))))

@@ -1,4 +1,4 @@
-"""Comparison rows that other learned families add to a bench run."""
+"""Comparison rows that other learned families add to a bench run (each family's ``bench_rows``)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class LearnedPoint:
 
 #: learned comparison rows, by key (the classical ones are ``classical.CODECS``)
 LEARNED: dict[str, LearnedPoint] = {
-    p.key: p for p in (LearnedPoint("lalic-q1", "LALIC q1", "lalic", FAMILIES["lalic"].qualities[0]),)
+    key: LearnedPoint(key, label, f.key, quality) for f in FAMILIES.values() for key, label, quality in f.bench_rows
 }
 
 

@@ -13,11 +13,12 @@ import numpy as np
 
 from ..effort import DEFAULT_EFFORT
 from ..errors import InputError, LalicError
+from ..families import DEFAULT_FAMILY
 from . import classical
 from .families import FAMILIES, LEARNED, Family, LearnedPoint
 from .metrics import ideal_bits, measure, tensor_to_rgb8, to_rgb8
 
-DEFAULT_QUALITIES = FAMILIES["lalic"].qualities
+DEFAULT_QUALITIES = FAMILIES[DEFAULT_FAMILY].qualities
 
 #: a row of the other codecs' tables: a Pillow codec or another learned family at one quality
 Comparison = classical.ClassicalCodec | LearnedPoint
@@ -35,7 +36,7 @@ class Settings:
     device: str = "auto"
     estimate: bool = False
     vs: tuple[str, ...] = ()  # other codecs: classical.CODECS and families.LEARNED keys
-    codec: str = "lalic"  # the family benchmarked (families.FAMILIES key)
+    codec: str = DEFAULT_FAMILY  # the family benchmarked (families.FAMILIES key)
     picture: bool = False  # keep one image's reconstructions, for the side-by-side picture
     picture_image: str | None = None  # its file name; None: the first readable image
     effort: int = DEFAULT_EFFORT  # above the default, the encoder refines the latents
@@ -95,7 +96,7 @@ def _peak_memory_mb(device: str) -> float:
     return peak_rss_bytes() / 2**20
 
 
-def available_qualities(weights: str | None, wanted=DEFAULT_QUALITIES, codec: str = "lalic") -> list[float]:
+def available_qualities(weights: str | None, wanted=DEFAULT_QUALITIES, codec: str = DEFAULT_FAMILY) -> list[float]:
     """The qualities among ``wanted`` that ``codec``'s weights (``weights`` or the default) code."""
     family = FAMILIES[codec]
     found = []

@@ -41,7 +41,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from lalic_cli.resources import data_dir
+from lalic_cli.resources import cache_home, data_dir
 
 __all__ = ["cache_dir", "load_extension", "sources"]
 
@@ -61,10 +61,7 @@ class BuildFailed(RuntimeError):
 
 def cache_dir() -> Path:
     root = os.environ.get("LALIC_CACHE")
-    if not root:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(xdg, "lalic")
-    return Path(root) / "kernels"
+    return (Path(root) if root else cache_home()) / "kernels"
 
 
 def _cpu_flags() -> tuple[list[str], list[str]]:

@@ -27,7 +27,7 @@ from typing import Mapping
 
 import torch
 
-from .configs import ModelConfig
+from ..families.lalic import ModelConfig
 from .lalic import LALIC
 
 _STAGE_KEY = re.compile(r"(^|\.)(g_a|g_s|h_a|h_s)\.(\d+)\.")

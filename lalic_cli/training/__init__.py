@@ -5,12 +5,13 @@
 - ``losses``: ``rd_loss`` (LALIC), ``mrt_loss``, ``tokenizer_loss``, ``align_loss`` (MRT's stages)
 - ``perceptual``: the LPIPS-style distance ``mrt_loss`` may add
 - ``mrt_align``: ``MrtAligner``, the model MRT's stage 1 trains (a training tool only)
-- ``recipes``: ``Recipe`` and one registered subclass per ``--codec``/``--stage``; ``recipe_for``
+- ``recipes``: ``Recipe``, the registry of one subclass per ``--codec``/``--stage``; ``recipe_for``
+- ``lalic_recipes``, ``mrt_recipes``: each family's recipes (its descriptor names the module)
 - ``trainer``: ``Trainer``, the loop, checkpoints and exports
 
 The VQ tokenizer stays in ``models/``: weights files are recognised and built through
-the model registry (``models.FAMILIES``), and a tokenizer file must be recognised to be
-refused as a codec or loaded for stage 1.
+the configuration registry (``families.CONFIGS``), and a tokenizer file must be recognised
+to be refused as a codec or loaded for stage 1.
 """
 
 from ..models.rates import LAMBDAS
@@ -19,8 +20,9 @@ from .data import CropDataset
 from .losses import align_loss, mrt_loss, rd_loss, tokenizer_loss
 from .mrt_align import MrtAligner
 from .perceptual import Perceptual, load_perceptual, vgg16_features
-from .recipes import (RECIPES, LalicRecipe, MrtAlignRecipe, MrtRecipe, MrtTokenizerRecipe, Recipe, recipe_for,
-                      register)
+from .lalic_recipes import LalicRecipe
+from .mrt_recipes import MrtAlignRecipe, MrtRecipe, MrtTokenizerRecipe
+from .recipes import RECIPES, Recipe, recipe_for, register
 from .trainer import PRECISIONS, Trainer, autocast_in_training, build_optimizers, extend_rates
 
 __all__ = [

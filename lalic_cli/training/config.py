@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..families import DEFAULT_FAMILY
+
 
 @dataclass
 class TrainConfig:
     data: str
     out: str
     config: str = "lite"
-    codec: str = "lalic"  # model family: "lalic" or "mrt"
+    codec: str = DEFAULT_FAMILY  # model family (families.FAMILIES key)
     lmbda: float | None = None  # fixed-rate training when given
     variable_rate: bool = False
     rate_weights: tuple[float, ...] | None = None  # variable rate: how often each quality is drawn

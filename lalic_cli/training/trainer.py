@@ -196,7 +196,7 @@ class Trainer:
         from ..zoo.registry import weights_metadata
 
         sd = canonical(load_checkpoint_file(path))
-        sd = self._grown(sd)
+        sd = self.recipe.grown(sd)
         # every name of every parameter: h_a and h_s are also latent_codec.hyper's, and the
         # deduplicated listing names them only by the alias that canonical() drops
         named = self.recipe.inference(self.model).named_parameters(remove_duplicate=False)
@@ -215,21 +215,6 @@ class Trainer:
             self.steps_before = int(weights_metadata(Path(path)).get("steps", 0))
         except ValueError:
             self.steps_before = 0
-
-    def _grown(self, sd: dict) -> dict:
-        """Weights of a shallower LALIC config, grown into this run's (models/grow.py);
-        any other weights as they are."""
-        from ..models.grow import can_grow, grow_state_dict
-        from ..zoo.checkpoint import CheckpointError, canonical, detect_config, num_rates
-
-        try:
-            have = get_config(detect_config(sd))
-        except CheckpointError:
-            return sd  # the parameter check below names what does not fit
-        want = get_config(self.cfg.config)
-        if have.family != "lalic" or want.family != "lalic" or not can_grow(have, want):
-            return sd
-        return canonical(grow_state_dict(sd, have, want, num_rates=num_rates(sd), seed=self.cfg.seed))
 
     def save_checkpoint(self, collective: bool = True) -> Path | None:
         """Rank 0 writes; ``collective`` (every rank calls at the same step) adds each
@@ -261,9 +246,8 @@ class Trainer:
         """The trained model (its inference part; the moving average unless ``averaged``
         is False) as canonical safetensors with coder-independent metadata."""
         dest = self.out / f"{name}.safetensors"
-        family = self.recipe.family
-        variable = self.cfg.variable_rate or family == "mrt"
-        meta = {"config": self.cfg.config, "family": family, "quality": "variable" if variable else "",
+        variable = self.cfg.variable_rate or self.recipe.always_variable
+        meta = {"config": self.cfg.config, "family": self.recipe.family, "quality": "variable" if variable else "",
                 "lambda": "" if self.cfg.lmbda is None else str(self.cfg.lmbda),
                 "steps": str(self.steps_before + self.step)} | ({"ema": str(self.cfg.ema)} if averaged and self.ema else {})
         model = self.averaged if averaged else self.model

@@ -19,8 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import LalicError
-from ..models import CONFIGS, LALIC, model_class
-from ..models.configs import Config
+from ..families import CONFIGS, FAMILIES, Config
 
 _OLD_EB = re.compile(r"entropy_bottleneck\._(matrix|bias|factor)(\d+)$")
 _OLD_EB_NEW = {"matrix": "matrices", "bias": "biases", "factor": "factors"}
@@ -83,34 +82,22 @@ def _without_random_init():
             layer.reset_parameters = reset
 
 
-def _construct(config: Config, rates: int = 0) -> torch.nn.Module:
-    extra = {"num_rates": rates} if config.family == "lalic" else {}
-    return model_class(config.family)(**config.kwargs(), **extra)
-
-
 @lru_cache(maxsize=None)
 def _expected_shapes(config: Config, rates: int = 0) -> dict[str, tuple[int, ...]]:
     with _without_random_init():
-        model = _construct(config, rates)
+        model = config.build(rates)
     return {k: tuple(v.shape) for k, v in canonical(model.state_dict()).items()}
 
 
-#: per family, the first layer's key and its width in a config: a cheap first test
-_PROBES = {
-    "lalic": ("g_a.0.weight", lambda c: c.dims[0]),
-    "mrt": ("patch_embed.weight", lambda c: c.dim),
-    "vq": ("encoder.0.weight", lambda c: c.gen_dims[-1]),
-}
-
-
 def _plausible(config: Config, shapes: Mapping[str, tuple[int, ...]]) -> bool:
-    """A cheap first test before building the config's model to compare every shape."""
-    key, width = _PROBES[config.family]
-    return shapes.get(key, (None,))[0] == width(config)
+    """A cheap first test (the config's probe: its first layer) before building the config's
+    model to compare every shape."""
+    key, width = config.probe()
+    return shapes.get(key, (None,))[0] == width
 
 
 def detect_config(sd: Mapping[str, torch.Tensor]) -> str:
-    """Name of the registered configuration (either family) whose layout the checkpoint has exactly."""
+    """Name of the registered configuration (any family) whose layout the checkpoint has exactly."""
     shapes = {k: tuple(v.shape) for k, v in canonical(sd).items()}
     for name, config in CONFIGS.items():
         if _plausible(config, shapes) and _expected_shapes(config, num_rates(sd)) == shapes:
@@ -124,7 +111,8 @@ def detect_config(sd: Mapping[str, torch.Tensor]) -> str:
         for label, keys in (("missing keys", missing), ("unexpected keys", extra), ("wrong shapes", wrong))
         if keys
     )
-    raise CheckpointError(f"checkpoint does not match any LALIC or MRT configuration ({detail or 'no keys'})")
+    families = " or ".join(f.label for f in FAMILIES.values())
+    raise CheckpointError(f"checkpoint does not match any {families} configuration ({detail or 'no keys'})")
 
 
 def fingerprint(sd: Mapping[str, torch.Tensor]) -> str:
@@ -142,7 +130,7 @@ def build_model(sd: Mapping[str, torch.Tensor], config: str | None = None) -> to
     tables are built on first use (``LALIC.float_tables``)."""
     name = config or detect_config(sd)
     weights = canonical(sd)
-    if CONFIGS[name].family != "lalic":
+    if not CONFIGS[name].official_layout:
         return _build_other(weights, name)
 
     def given(key: str) -> torch.Tensor | None:
@@ -152,9 +140,8 @@ def build_model(sd: Mapping[str, torch.Tensor], config: str | None = None) -> to
             return weights.get(f"latent_codec.hyper.{key}")
         return None
 
-    kwargs = {**CONFIGS[name].kwargs(), "num_rates": num_rates(sd)}
     with _without_random_init():
-        model = LALIC(**kwargs)
+        model = CONFIGS[name].build(num_rates(sd))
     # Layer parameters skipped their initialisation (buffers are set in the constructors,
     # folded OmniShift kernels are recomputed on load), so each must come from the file.
     missing = [k for k, _ in model.named_parameters()
@@ -175,9 +162,9 @@ def build_model(sd: Mapping[str, torch.Tensor], config: str | None = None) -> to
 
 
 def _build_other(weights: Mapping[str, torch.Tensor], name: str) -> torch.nn.Module:
-    """Families without LALIC's aliases and coder tables: every canonical tensor from the file."""
+    """Models without the official layout's aliases and coder tables: every canonical tensor from the file."""
     with _without_random_init():
-        model = _construct(CONFIGS[name])
+        model = CONFIGS[name].build()
     expected = canonical(model.state_dict())
     missing = sorted(set(expected) - set(weights))
     if missing:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import LalicError, QualityError
+from ..families import CONFIGS, DEFAULT_FAMILY, tool_description
 from ..fileio import atomic_write
-from ..resources import data_dir
+from ..resources import cache_home, data_dir
 
 if TYPE_CHECKING:
     import torch
@@ -46,7 +47,7 @@ class WeightsEntry:
     source: str = ""
     sha256: str = ""
     path: Path | None = None
-    family: str = "lalic"  # "lalic" or "mrt"
+    family: str = DEFAULT_FAMILY  # its config's family (families.CONFIGS)
 
     @property
     def variable_rate(self) -> bool:
@@ -67,8 +68,7 @@ def weights_dir() -> Path:
     env = os.environ.get("LALIC_WEIGHTS")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lalic" / "weights"
+    return cache_home() / "weights"
 
 
 def _toml_entries() -> list[WeightsEntry]:
@@ -87,7 +87,7 @@ def _toml_entries() -> list[WeightsEntry]:
             file=row.get("file", ""),
             source=row.get("source", ""),
             sha256=row.get("sha256", ""),
-            family=row.get("family", "lalic"),
+            family=row.get("family", DEFAULT_FAMILY),
         )
         if e.kind == "bundled":
             e.path = data_dir() / "weights" / e.file
@@ -123,7 +123,8 @@ def _imported_entries(known: set[str]) -> list[WeightsEntry]:
             WeightsEntry(
                 name=path.stem, kind="imported", config=meta.get("config", "?"),
                 quality=float(q) if q not in (None, "", "variable") else None,
-                file=path.name, sha256=meta.get("sha256", ""), path=path, family=meta.get("family", "lalic"),
+                file=path.name, sha256=meta.get("sha256", ""), path=path,
+                family=meta.get("family", DEFAULT_FAMILY),
             )
         )
     return entries
@@ -136,7 +137,6 @@ def catalogue() -> list[WeightsEntry]:
 
 
 def file_entry(path: Path, quality: float | None) -> WeightsEntry:
-    from ..models import CONFIGS
     from .checkpoint import detect_config, load_checkpoint_file
 
     sd = load_checkpoint_file(path)
@@ -146,11 +146,7 @@ def file_entry(path: Path, quality: float | None) -> WeightsEntry:
     )
 
 
-#: families of weights that code nothing, and what they are instead
-_NOT_CODECS = {"vq": "a tokenizer for training MRT's stage 1, not a codec"}
-
-
-def resolve(spec: str | None, quality: float, family: str = "lalic") -> WeightsEntry:
+def resolve(spec: str | None, quality: float, family: str = DEFAULT_FAMILY) -> WeightsEntry:
     """The weights of a model family to encode at ``quality``: by entry name, path, or default."""
     if spec and (os.sep in spec or spec.endswith((".pth", ".pt", ".safetensors"))):
         path = Path(spec).expanduser()
@@ -158,7 +154,7 @@ def resolve(spec: str | None, quality: float, family: str = "lalic") -> WeightsE
             raise WeightsError(f"weights file not found: {spec}")
         entry = file_entry(path, quality)
         if entry.family != family:
-            hint = _NOT_CODECS.get(entry.family, f"use --codec {entry.family}")
+            hint = tool_description(entry.family) or f"use --codec {entry.family}"
             raise WeightsError(f"{spec} holds {entry.family} weights, not {family} ({hint})")
         return entry
     entries = [e for e in catalogue() if e.family == family]

@@ -1,7 +1,0 @@
-"""The model class of each family (``config.family``); "vq" is a training tool, not a codec."""
-
-from .lalic import LALIC
-from .mrt import MRT
-from .vq import VQTokenizer
-
-FAMILIES = {"lalic": LALIC, "mrt": MRT, "vq": VQTokenizer}
