@@ -1,5 +1,5 @@
 // Bit-reproducible BiWKV for the portable entropy path: the operations of
-// lalic_cli/ops/exact.py (biwkv, exp) one for one, in blocks of channels.
+// lalic_cli/portable/ops.py (biwkv, exp) one for one, in blocks of channels.
 //
 // Built with -ffp-contract=off and without -ffast-math, so every floating-point
 // operation is the IEEE-754 one written here, rounded once: the result is the same

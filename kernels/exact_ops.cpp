@@ -1,4 +1,4 @@
-// The element-wise operators of lalic_cli/ops/exact.py (exp, sigmoid, the two passes
+// The element-wise operators of lalic_cli/portable/ops.py (exp, sigmoid, the two passes
 // of quantize) and its depthwise convolution, one pass each instead of a chain of
 // PyTorch kernels.  The element-wise ones perform the reference's IEEE operations in
 // its order (built with -ffp-contract=off), so the bits are the reference's; the
@@ -58,7 +58,7 @@ double absmax_op(torch::Tensor x) {
 }
 
 torch::Tensor scale_round_op(torch::Tensor x, int64_t s) {
-  // |x * 2^s| < 2^23 by the choice of s (ops/exact.py), inside round_even's range
+  // |x * 2^s| < 2^23 by the choice of s (portable/ops.py), inside round_even's range
   const double f = pow2(s);
   return map(x, [f](double v) { return round_even(v * f); });
 }

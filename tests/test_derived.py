@@ -1,6 +1,7 @@
-"""The on-disk cache of the portable path's coder tables (``lalic_cli.derived``): a valid
-entry is used, a corrupted, truncated or stale one is rebuilt, and the bitstreams stay
-bit-identical to those of tables built from scratch."""
+"""The on-disk cache of the portable path's coder tables
+(``lalic_cli.portable.table_cache``): a valid entry is used, a corrupted, truncated or
+stale one is rebuilt, and the bitstreams stay bit-identical to those of tables built from
+scratch."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from conftest import ROOT
-from lalic_cli import derived
 from lalic_cli.codec import encode_image
-from lalic_cli.models import portable
+from lalic_cli.portable import latent_codec
+from lalic_cli.portable import table_cache as derived
 
 
 def test_tables_live_in_the_user_cache(monkeypatch, tmp_path):
@@ -30,14 +31,14 @@ def tables(monkeypatch, tmp_path):
     count of table builds."""
     monkeypatch.setattr(derived, "tables_dir", lambda: tmp_path / "tables")
     builds = []
-    real = portable._coder_tables
-    monkeypatch.setattr(portable, "_coder_tables", lambda lc: builds.append(1) or real(lc))
+    real = latent_codec._coder_tables
+    monkeypatch.setattr(latent_codec, "_coder_tables", lambda lc: builds.append(1) or real(lc))
     return tmp_path / "tables", builds
 
 
 def _encode(monkeypatch) -> bytes:
     """Encode with a fresh portable codec (the per-process one forgotten)."""
-    monkeypatch.setattr(portable, "_cache", weakref.WeakKeyDictionary())
+    monkeypatch.setattr(latent_codec, "_cache", weakref.WeakKeyDictionary())
     img = Image.open(ROOT / "assets" / "sample.png").convert("RGB").crop((40, 30, 136, 94))
     return encode_image(img, 3, device="cpu")
 

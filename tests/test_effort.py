@@ -75,7 +75,7 @@ def test_default_effort_is_todays_encoder(image):
     """Efforts up to the default are ``model.compress`` (the strings it gives, byte for byte)."""
     from lalic_cli.bitstream import unpack
     from lalic_cli.image import prepare
-    from lalic_cli.models.portable import portable_latent_codec
+    from lalic_cli.portable.latent_codec import portable_latent_codec
     from lalic_cli.zoo.registry import load_model, resolve
 
     data = codec.encode_image(image, 3, device="cpu")

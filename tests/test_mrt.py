@@ -1,4 +1,4 @@
-"""MRT: the 1-D operators it adds, exact bit coding, the model, the codec, CLI and training."""
+"""MRT: the 1-D operators it adds, portable bit coding, the model, the codec, CLI and training."""
 
 from __future__ import annotations
 
@@ -17,15 +17,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import blocky_image as _image
-from lalic_cli.entropy_models import BernoulliCoder
-from lalic_cli.entropy_models.bernoulli import LEVELS
 from lalic_cli.latent_codecs import BitContextCodec
-from lalic_cli.layers.exact import to_exact
 from lalic_cli.layers.omnishift import OmniShift
 from lalic_cli.layers.rwkv import RwkvBlock
 from lalic_cli.models import MRT, get_config
 from lalic_cli.models.mrt import from_windows, to_windows
 from lalic_cli.ops.biwkv import biwkv_reference
+from lalic_cli.portable.bernoulli import LEVELS, BernoulliCoder
+from lalic_cli.portable.layers import to_portable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,19 +96,19 @@ def test_1d_rwkv_block_matches_the_naive_formula_in_both_paths():
     torch.testing.assert_close(trained.detach(), want, atol=1e-4, rtol=1e-4)
 
 
-def test_exact_1d_block_is_close_to_float_and_thread_independent():
+def test_portable_1d_block_is_close_to_float_and_thread_independent():
     torch.manual_seed(2)
     block = RwkvBlock(8, hidden_rate=2, ndim=1).eval()
     x = torch.randn(1, 40, 8)
-    exact_block = to_exact(block)
+    portable_block = to_portable(block)
     with torch.no_grad():
         want = block(x).double()
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = exact_block(x)
+        one = portable_block(x)
         torch.set_num_threads(2)
-        two = exact_block(x)
+        two = portable_block(x)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, two)

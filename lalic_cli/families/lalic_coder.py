@@ -9,7 +9,7 @@ import torch
 
 from ..bitstream import ENTROPY_CODES, LalFile
 from ..errors import DecodeError, InputError
-from ..models.portable import portable_latent_codec
+from ..portable.latent_codec import portable_latent_codec
 from ..refine import compress_latents
 from .coding import Coded, tensor_crc
 

@@ -7,7 +7,7 @@ that is decoded so far (+-1 for known bits, 0 for unknown) and predicts p(bit = 
 for the group's bits of the pass's tokens. A group's networks never see later groups,
 so decoding only the first groups (a lower rate) needs nothing else.
 
-Coding runs an exact copy of the networks (``lalic_cli.layers.exact``): the
+Coding runs a portable copy of the networks (``lalic_cli.portable.layers``): the
 probabilities, hence the CDFs, are the same bits on every machine and thread count.
 """
 
@@ -19,10 +19,9 @@ import weakref
 import torch
 import torch.nn as nn
 
-from ..entropy_models import BernoulliCoder
-from ..entropy_models.bernoulli import LEVELS
-from ..layers.exact import to_exact
 from ..layers.rwkv import RwkvBlock
+from ..portable.bernoulli import LEVELS, BernoulliCoder
+from ..portable.layers import to_portable
 
 _F64 = torch.float64
 _P_MIN = 0.5 / LEVELS  # the coder's least probable level: training sees the rate it will pay
@@ -45,19 +44,19 @@ class ContextNet(nn.Module):
         return self.body(self.embed(known) + pos)
 
 
-class _ExactContextNet(nn.Module):
+class _PortableContextNet(nn.Module):
     def __init__(self, net: ContextNet):
         super().__init__()
-        self.embed = to_exact(net.embed)
+        self.embed = to_portable(net.embed)
         self.pos = net.pos.detach().to(_F64)
-        self.body = to_exact(net.body)
+        self.body = to_portable(net.body)
 
     def forward(self, known: torch.Tensor) -> torch.Tensor:
         t = known.shape[1]
         return self.body(self.embed(known) + self.pos.repeat(t // self.pos.shape[0], 1))
 
 
-_exact_cache: "weakref.WeakKeyDictionary[nn.Module, nn.ModuleList]" = weakref.WeakKeyDictionary()
+_portable_cache: "weakref.WeakKeyDictionary[nn.Module, nn.ModuleList]" = weakref.WeakKeyDictionary()
 
 
 class BitContextCodec(nn.Module):
@@ -74,7 +73,7 @@ class BitContextCodec(nn.Module):
             ContextNet(bits, tokens, dim, group_bits) for _ in range(2 * (bits // group_bits))
         )
         self.coder = BernoulliCoder()
-        self.register_load_state_dict_post_hook(lambda module, _keys: _exact_cache.pop(module, None))
+        self.register_load_state_dict_post_hook(lambda module, _keys: _portable_cache.pop(module, None))
 
     def _known(self, signs: torch.Tensor, group: int, parity: int) -> torch.Tensor:
         """What the decoder knows before (group, pass): earlier groups, and this group's even tokens in pass 1."""
@@ -109,21 +108,21 @@ class BitContextCodec(nn.Module):
         return out
 
     def train(self, mode: bool = True) -> "BitContextCodec":
-        _exact_cache.pop(self, None)  # weights may change: the exact copy is rebuilt when next needed
+        _portable_cache.pop(self, None)  # weights may change: the portable copy is rebuilt when next needed
         return super().train(mode)
 
-    def _exact_nets(self) -> nn.ModuleList:
-        nets = _exact_cache.get(self)
+    def _portable_nets(self) -> nn.ModuleList:
+        nets = _portable_cache.get(self)
         if nets is None:
-            nets = nn.ModuleList(_ExactContextNet(net) for net in copy.deepcopy(self.nets).cpu().eval())
-            _exact_cache[self] = nets
+            nets = nn.ModuleList(_PortableContextNet(net) for net in copy.deepcopy(self.nets).cpu().eval())
+            _portable_cache[self] = nets
         return nets
 
     def _levels(self, known: torch.Tensor, group: int, parity: int) -> torch.Tensor:
-        from ..ops import exact
+        from ..portable import ops
 
-        logits = self._exact_nets()[2 * group + parity](known)
-        return self.coder.levels(exact.sigmoid(logits))[:, parity::2]
+        logits = self._portable_nets()[2 * group + parity](known)
+        return self.coder.levels(ops.sigmoid(logits))[:, parity::2]
 
     @torch.no_grad()
     def compress(self, bits: torch.Tensor, groups: int) -> list[bytes]:

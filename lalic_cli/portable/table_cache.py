@@ -1,4 +1,5 @@
-"""Tensors derived from a weights file, cached on disk so that each call need not rebuild them.
+"""Tensors derived from a weights file (the portable coder tables), cached on disk so that
+each call need not rebuild them.
 
 An entry is one safetensors file in ``$LALIC_CACHE/tables`` (default
 ``$XDG_CACHE_HOME/lalic/tables``, else ``~/.cache/lalic/tables``) named by its key, a
@@ -15,7 +16,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .fileio import atomic_write
+from ..fileio import atomic_write
 
 if TYPE_CHECKING:
     import torch
@@ -25,7 +26,7 @@ __all__ = ["cached_tensors", "tables_dir"]
 
 def tables_dir() -> Path:
     """Beside the kernel builds, in lalic's user cache folder."""
-    from .kernels import cache_dir
+    from ..kernels import cache_dir
 
     return cache_dir().parent / "tables"
 

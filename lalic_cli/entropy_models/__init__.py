@@ -1,5 +1,0 @@
-"""Entropy models that lalic adds to CompressAI's."""
-
-from .bernoulli import BernoulliCoder
-
-__all__ = ["BernoulliCoder"]

@@ -1,0 +1,14 @@
+"""The portable entropy path: everything that decides a CDF or a mean, computed with the
+same bits on every CPU and thread count, so that ``.lal`` files decode anywhere
+(``docs/portable.md``; the API and the file header call it ``"exact"``).
+
+- ``ops``: order-independent operators (integer-grid GEMMs and convolutions, integer
+  statistics LayerNorm, ``exp``/``erfc``/... from correctly rounded operations, BiWKV);
+- ``layers``: ``to_portable``, the portable counterparts of the entropy path's float layers;
+- ``coder_tables``: CompressAI's Gaussian and bottleneck CDF tables from portable code;
+- ``latent_codec``: the portable copy of a model's latent codec, coder tables included;
+- ``bernoulli``: the integer Bernoulli CDF tables of MRT's binary coder;
+- ``table_cache``: the on-disk cache of coder tables, keyed by the weights' fingerprint.
+
+Submodules are imported on use: importing this package costs nothing.
+"""
