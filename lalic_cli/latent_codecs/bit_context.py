@@ -14,13 +14,13 @@ probabilities, hence the CDFs, are the same bits on every machine and thread cou
 from __future__ import annotations
 
 import copy
-import weakref
 
 import torch
 import torch.nn as nn
 
 from ..layers.rwkv import RwkvBlock
 from ..portable.bernoulli import LEVELS, BernoulliCoder
+from ..portable.copies import cached_copy
 from ..portable.layers import to_portable
 
 _F64 = torch.float64
@@ -56,9 +56,6 @@ class _PortableContextNet(nn.Module):
         return self.body(self.embed(known) + self.pos.repeat(t // self.pos.shape[0], 1))
 
 
-_portable_cache: "weakref.WeakKeyDictionary[nn.Module, nn.ModuleList]" = weakref.WeakKeyDictionary()
-
-
 class BitContextCodec(nn.Module):
     """Probabilities, rate and coding of ``B x T x bits`` LFQ codes (T = windows * tokens)."""
 
@@ -73,7 +70,6 @@ class BitContextCodec(nn.Module):
             ContextNet(bits, tokens, dim, group_bits) for _ in range(2 * (bits // group_bits))
         )
         self.coder = BernoulliCoder()
-        self.register_load_state_dict_post_hook(lambda module, _keys: _portable_cache.pop(module, None))
 
     def _known(self, signs: torch.Tensor, group: int, parity: int) -> torch.Tensor:
         """What the decoder knows before (group, pass): earlier groups, and this group's even tokens in pass 1."""
@@ -107,16 +103,11 @@ class BitContextCodec(nn.Module):
                 out[used] = rows
         return out
 
-    def train(self, mode: bool = True) -> "BitContextCodec":
-        _portable_cache.pop(self, None)  # weights may change: the portable copy is rebuilt when next needed
-        return super().train(mode)
-
     def _portable_nets(self) -> nn.ModuleList:
-        nets = _portable_cache.get(self)
-        if nets is None:
-            nets = nn.ModuleList(_PortableContextNet(net) for net in copy.deepcopy(self.nets).cpu().eval())
-            _portable_cache[self] = nets
-        return nets
+        """The portable copy of the networks, for the current weights (rebuilt when they change)."""
+        return cached_copy(self, "nets", lambda: nn.ModuleList(
+            _PortableContextNet(net) for net in copy.deepcopy(self.nets).cpu().eval()
+        ))
 
     def _levels(self, known: torch.Tensor, group: int, parity: int) -> torch.Tensor:
         from ..portable import ops

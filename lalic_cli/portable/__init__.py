@@ -8,7 +8,9 @@ same bits on every CPU and thread count, so that ``.lal`` files decode anywhere
 - ``coder_tables``: CompressAI's Gaussian and bottleneck CDF tables from portable code;
 - ``latent_codec``: the portable copy of a model's latent codec, coder tables included;
 - ``bernoulli``: the integer Bernoulli CDF tables of MRT's binary coder;
-- ``table_cache``: the on-disk cache of coder tables, keyed by the weights' fingerprint.
+- ``table_cache``: the on-disk cache of coder tables, keyed by the weights' fingerprint;
+- ``copies``: the one in-memory cache of portable copies, forgotten when the weights are
+  loaded or trained.
 
 Submodules are imported on use: importing this package costs nothing.
 """

@@ -1,7 +1,8 @@
 """The portable copy of a model's latent codec: on the CPU, every decision-making layer
 converted (``lalic_cli.portable.layers``), with coder tables built by portable code.
 
-Built once per loaded model (post-training conversion). ``h_a``
+Built per loaded weights (post-training conversion) and kept in the cache of portable
+copies (``lalic_cli.portable.copies``) until they are loaded again or trained. ``h_a``
 runs only at the encoder and stays in float; ``h_s``, the channel contexts, the
 checkerboard contexts and the parameter layers, which decide the CDFs and the means,
 become portable. The coder tables come from portable code
@@ -14,7 +15,6 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import weakref
 from pathlib import Path
 
 import torch
@@ -22,24 +22,25 @@ import torch.nn as nn
 
 from . import coder_tables, ops
 from .coder_tables import portable_bottleneck_tables, portable_gaussian_tables
+from .copies import cached_copy, fingerprint_of
 from .layers import to_portable
 from .table_cache import cached_tensors
 
 __all__ = ["portable_latent_codec"]
 
-_cache: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
-
 
 def portable_latent_codec(model: nn.Module) -> nn.Module:
-    """The model's ``latent_codec`` on the CPU with the entropy path made portable (cached)."""
-    lc = _cache.get(model)
-    if lc is None:
-        lc = _portable_copy(model.latent_codec)
-        fingerprint = getattr(model, "fingerprint", None)  # set by the weights loader
-        build = functools.partial(_coder_tables, lc)
-        tables = build() if fingerprint is None else cached_tensors(fingerprint, _tables_version(), build)
-        _set_coder_tables(lc, tables)
-        _cache[model] = lc
+    """The model's ``latent_codec`` on the CPU with the entropy path made portable (cached
+    for the model's current weights)."""
+    return cached_copy(model, "latent_codec", lambda: _build(model))
+
+
+def _build(model: nn.Module) -> nn.Module:
+    lc = _portable_copy(model.latent_codec)
+    fingerprint = fingerprint_of(model)  # recorded by the weights loader, None once they change
+    build = functools.partial(_coder_tables, lc)
+    tables = build() if fingerprint is None else cached_tensors(fingerprint, _tables_version(), build)
+    _set_coder_tables(lc, tables)
     return lc
 
 

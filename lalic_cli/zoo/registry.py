@@ -212,12 +212,14 @@ def _find_spec(spec: str) -> WeightsEntry:
 
 @lru_cache(maxsize=4)
 def _load_cached(path: str, mtime: float, device: str, config: str | None):
+    from ..portable.copies import note_fingerprint
     from .checkpoint import build_model, fingerprint, load_checkpoint_file
 
     sd = load_checkpoint_file(path)
     model = build_model(sd, config)
-    model.fingerprint = fingerprint(model.state_dict())
-    return model.to(device), model.fingerprint[: 2 * HASH_BYTES]
+    fp = fingerprint(model.state_dict())
+    note_fingerprint(model.to(device), fp)  # valid until the weights change
+    return model, fp[: 2 * HASH_BYTES]
 
 
 def load_model(entry: WeightsEntry, device: str = "cpu"):
