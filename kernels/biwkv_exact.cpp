@@ -27,7 +27,7 @@ constexpr int kEBits = 36;
 
 constexpr int kBlock = 8;  // channels per vector block (contiguous in memory)
 
-// The past-sum parts of exact._past_parts for a block of cw <= kBlock channels
+// The past-sum parts of ops._past_parts for a block of cw <= kBlock channels
 // (scale, den, num for the carry and for the in-chunk prefix), channel loops
 // innermost so that they vectorise.  With reverse the sequence is read backwards
 // (the future sums).  Integer sums stay integer-valued doubles: e <= 2^36, and
@@ -179,11 +179,11 @@ torch::Tensor forward(torch::Tensor w, torch::Tensor u, torch::Tensor k, torch::
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "bit-reproducible BiWKV: (w, u, k, vq, L, sv) -> y (float64)");
-  m.def("exp", &exact::exp_op, "exact.exp, element-wise (float64)");
-  m.def("sigmoid", &exact::sigmoid_op, "exact.sigmoid, element-wise (float64)");
+  m.def("exp", &exact::exp_op, "ops.exp, element-wise (float64)");
+  m.def("sigmoid", &exact::sigmoid_op, "ops.sigmoid, element-wise (float64)");
   m.def("absmax", &exact::absmax_op, "max |x| (NaN if any element is not finite)");
   m.def("scale_round", &exact::scale_round_op, "round(x * 2^s), float64");
   m.def("scale_bias", &exact::scale_bias_op, "acc * 2^s + bias along dim (float64)");
-  m.def("layer_norm", &exact::layer_norm_op, "exact.layer_norm for a quantisation exponent s (float64)");
+  m.def("layer_norm", &exact::layer_norm_op, "ops.layer_norm for a quantisation exponent s (float64)");
   m.def("depthwise_conv2d", &exact::depthwise_conv2d_op, "exact integer depthwise conv: (xq, wq, padding) -> acc");
 }

@@ -1,4 +1,4 @@
-// Element-wise math of the portable entropy path, shared by the exact kernels: the
+// Element-wise math of the portable entropy path, shared by its kernels: the
 // operations of lalic_cli/portable/ops.py (pow2, exp) one for one.  Compiled with
 // -ffp-contract=off and without -ffast-math, every operation is the IEEE-754 one
 // written here, rounded once, so it gives the PyTorch reference's bits on any CPU.

@@ -119,7 +119,7 @@ torch::Tensor scale_bias_op(torch::Tensor acc, int64_t s, c10::optional<torch::T
 }
 
 torch::Tensor layer_norm_op(torch::Tensor x, int64_t s, torch::Tensor weight, torch::Tensor bias, double eps) {
-  // exact.layer_norm for a given quantisation exponent s: the statistics of
+  // ops.layer_norm for a given quantisation exponent s: the statistics of
   // X = round(x * 2^s) (|X| <= 2^20) are integer sums, exact in float64 for rows of
   // at most 2^12 (any order, hence the simd reductions); the variance numerator
   // C * sum X^2 - (sum X)^2 is formed in int64.  The rest repeats the reference's

@@ -30,7 +30,7 @@ entropy-coder settings that live in it.
 ``scipy.stats`` (about 1 s on a 2-core machine) is deferred the same way.
 ``compressai.entropy_models`` imports it for one call, the Gaussian quantile in
 ``GaussianConditional.update``, which builds the float coder tables. The portable
-entropy path builds its tables with exact code, so an encode or decode on it never
+entropy path builds its tables with portable code, so an encode or decode on it never
 touches ``scipy.stats``; the float path's first ``update`` runs its real ``__init__``.
 """
 

@@ -133,7 +133,7 @@ def encode_image(
 ) -> bytes:
     """Encode an image (PIL image or path) to ``.lal`` bytes.
 
-    ``entropy="exact"`` (the default) writes a file that decodes on any machine;
+    ``entropy="exact"`` (the default, the portable path) writes a file that decodes on any machine;
     ``"float"`` uses the reference model's float entropy path, as the official
     bitstreams do, which decodes only on the encoder's device class.
     ``codec`` names the model family (``lalic_cli.families``): MRT codes extreme rates

@@ -1,4 +1,4 @@
-"""Portable files (issue 10): files written with the exact entropy path decode to the
+"""Portable files (issue 10): files written with the portable entropy path decode to the
 same symbols under other thread counts, another BiWKV implementation for the
 transforms, and on whatever CPU runs this suite (golden files from the build machine)."""
 
@@ -96,7 +96,7 @@ def test_float_entropy_path_is_still_written_and_read(tmp_path):
     assert dec.header.entropy == "float"
     exact = decode(encode_image(img, 3, device="cpu"), device="cpu")
     assert exact.header.entropy == "exact"
-    # the exact path codes the same model: pixels agree closely
+    # the portable path codes the same model: pixels agree closely
     a = np.asarray(dec.image, dtype=np.float64)
     b = np.asarray(exact.image, dtype=np.float64)
     assert np.abs(a - b).mean() < 1.0

@@ -82,8 +82,8 @@ def test_encoding_imports_no_unrelated_compressai(tmp_path):
 
 
 def test_portable_coding_needs_neither_scipy_stats_nor_the_kernel_builder(tmp_path):
-    """An encode and decode on the exact path leave ``scipy.stats`` deferred (its tables
-    are built by exact code) and load a finished kernel build without cpp_extension;
+    """An encode and decode on the portable path leave ``scipy.stats`` deferred (its tables
+    are built by portable code) and load a finished kernel build without cpp_extension;
     the float path then still gets the real ``scipy.stats``."""
     code = """
         import json, sys

@@ -1,5 +1,5 @@
 """LALIC's coding plug-in: the strings of its channel groups and hyper-latent in the
-container's common shape, on the float or the portable (exact) entropy path."""
+container's common shape, on the float or the portable entropy path (``entropy="exact"``)."""
 
 from __future__ import annotations
 

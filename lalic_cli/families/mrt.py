@@ -92,7 +92,7 @@ FAMILY = register_family(Family(
     qualities=(1.0, 2.0, 3.0),
     whole_qualities=True,
     anchors=False,
-    # z_shape: 256x256 windows (rows, cols); num_groups: bit groups; the context model is exact
+    # z_shape: 256x256 windows (rows, cols); num_groups: bit groups; the context model is portable
     container=Container(code=1, stride=256, entropy="exact", z_string=False, fields=("windows", "bit_groups")),
     coder_module="lalic_cli.families.mrt_coder",
     recipes_module="lalic_cli.training.mrt_recipes",

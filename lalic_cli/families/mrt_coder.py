@@ -1,5 +1,5 @@
 """MRT's coding plug-in: the strings of its bit groups over 256x256 windows, no z string,
-always on the exact entropy path (its context model is exact)."""
+always on the portable entropy path, ``"exact"`` (its context model is portable)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _groups(model, quality: float) -> int:
 
 def compress(model, x: torch.Tensor, quality: float, entropy: str) -> Coded:
     if entropy != "exact":
-        raise InputError("MRT files always use the exact entropy path (its context model is exact)")
+        raise InputError("MRT files always use the exact entropy path (its context model is portable)")
     groups = _groups(model, quality)
     out = model.compress(x, quality)
     rows, cols = out["shape"]

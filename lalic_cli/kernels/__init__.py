@@ -241,7 +241,8 @@ def _build(kind: str):
 
 
 def load_extension(kind: str):
-    """Return the compiled BiWKV module for ``kind`` ("cpu", "cuda" or "exact"), or None."""
+    """Return the compiled module for ``kind`` ("cpu", "cuda" or "exact", the portable path's
+    operators), or None."""
     if kind not in _SOURCES:
         raise ValueError(f"unknown BiWKV kernel kind {kind!r}")
     with _lock:

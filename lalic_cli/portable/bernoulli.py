@@ -2,7 +2,7 @@
 
 A probability becomes a table index by one multiplication by a power of two and a
 floor, both exact, and every table entry is an integer computed in integers: given
-bit-identical probabilities (the exact context model), encoder and decoder pick the
+bit-identical probabilities (the portable context model), encoder and decoder pick the
 same CDFs on every machine.
 """
 

@@ -58,15 +58,16 @@ def pow2(e: torch.Tensor | int) -> torch.Tensor:
 
 
 def _kernel(impl: str | None = None):
-    """The exact C++ extension (same bits as the PyTorch code here), or None for
-    ``impl="torch"`` or where it cannot be built."""
+    """The C++ extension of these operators (kind ``"exact"`` of ``load_extension``: the
+    same bits as the PyTorch code here), or None for ``impl="torch"`` or where it cannot
+    be built."""
     if impl == "torch":
         return None
     from lalic_cli.kernels import load_extension
 
     ext = load_extension("exact")
     if ext is None and impl == "kernel":
-        raise RuntimeError("exact ops: the C++ kernel is not available")
+        raise RuntimeError("portable ops: the C++ kernel is not available")
     return ext
 
 
@@ -82,7 +83,7 @@ def _scale_exponent(x: torch.Tensor, bits: int, impl: str | None = None) -> int:
     m = _absmax(x, impl)
     if m == 0.0 or not math.isfinite(m):
         if not math.isfinite(m):
-            raise ValueError("exact ops: non-finite input")
+            raise ValueError("portable ops: non-finite input")
         return 0
     _, e = math.frexp(m)  # m = f * 2^e, 0.5 <= f < 1, so m < 2^e
     return bits - e
@@ -136,7 +137,7 @@ class QuantStack:
 
 def _check_terms(k: int) -> None:
     if k > MAX_TERMS:
-        raise ValueError(f"exact ops: {k} terms per output exceed the exact bound {MAX_TERMS}")
+        raise ValueError(f"portable ops: {k} terms per output exceed the exact bound {MAX_TERMS}")
 
 
 def _integer_gemm(x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, int]:
