@@ -5,10 +5,12 @@
 #
 #   benchmarks/gpu_session.sh prepare       # here, with network: wheels + data into the checkout
 #   benchmarks/gpu_session.sh run OUTDIR    # there, in the repository root
+#   benchmarks/gpu_session.sh effort OUTDIR # there: Kodak at --effort 7 and 9 (issue 41's measure)
 #
 # `prepare` fills two ignored folders, .whl/ (compressai and pytorch-msssim for the
 # GPU machine's Python 3.12) and .gpu-data/ (BSDS500 train+test as training photos,
-# kodim04/15/23 for validation; Urban100 is left out to stay under a 64 MiB transfer);
+# kodim04/15/23 for validation, all of Kodak for `effort`; Urban100 is left out to stay
+# under a 64 MiB transfer);
 # both must travel with the working tree. `run` installs the wheels into /tmp/site
 # (where the image lacks those packages), runs the CUDA and Triton tests, times BiWKV
 # (benchmarks/biwkv_speed.py: Triton vs the CUDA and CPU kernels, Kodak and training
@@ -16,17 +18,21 @@
 # the CUDA kernel) into OUTDIR/*.log, trains for TRAIN_SECONDS
 # with --init from the bundled weights and writes
 # OUTDIR/lalic-small-vr-gpu.safetensors (fp16, about 14 MB) with the logs.
-# Measure those weights here with `lalic bench` before bundling them.
+# Measure those weights here with `lalic bench` before bundling them. `effort` benches the
+# bundled weights on the 24 Kodak images at QUALITIES, effort 7 then 9 (refinement on the
+# GPU, coding on the portable path as always), into OUTDIR/kodak-effort{7,9}.json; AVIF is
+# run here, on the same images, and compared with benchmarks/compare_runs.py (BD-rate per JSON).
 #
 # Environment: BENCH (1; 0 skips the timings), TRAIN_SECONDS (420), STEPS (900: the lr drops x0.1 at 85 %), BATCH (16),
-# PATCH (256), CONFIG (small), DEVICE (cuda), DATA (../shared/data, for prepare).
+# PATCH (256), CONFIG (small), DEVICE (cuda), DATA (../shared/data, for prepare),
+# QUALITIES (1 2 3 4 5 6), EFFORT_SECONDS (480, for effort 9).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 prepare() {
     local data=${DATA:-../shared/data}
     rm -rf .whl .gpu-data
-    mkdir -p .whl .gpu-data/train .gpu-data/val
+    mkdir -p .whl .gpu-data/train .gpu-data/val .gpu-data/kodak
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_34_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
         -d .whl compressai==1.2.8 pytorch-msssim==1.0.0
@@ -34,18 +40,23 @@ prepare() {
         for f in "$data/$d"/*; do cp "$f" ".gpu-data/train/${d}_$(basename "$f")"; done
     done
     for k in 04 15 23; do cp "$data/kodak/kodim$k.png" .gpu-data/val/; done
+    cp "$data"/kodak/*.png .gpu-data/kodak/
     du -sh .whl .gpu-data
 }
 
-run() {
-    local out=${1:?usage: $0 run OUTDIR}
-    mkdir -p "$out"
-    exec > >(tee "$out/session.log") 2>&1
+setup() {  # log to $1, and the wheels the GPU image lacks
+    exec > >(tee "$1") 2>&1
     if ! python3 -c "import compressai, pytorch_msssim" 2> /dev/null; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
         export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
     fi
     export PYTHONUNBUFFERED=1
+}
+
+run() {
+    local out=${1:?usage: $0 run OUTDIR}
+    mkdir -p "$out"
+    setup "$out/session.log"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
     python3 -c "import torch, compressai; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'compressai', compressai.__version__)"
     if [ "${DEVICE:-cuda}" = cuda ]; then
@@ -65,6 +76,18 @@ run() {
     cp /tmp/gpu-run/lalic-small-vr-gpu.safetensors "$out/"
 }
 
+effort() {
+    local out=${1:?usage: $0 effort OUTDIR} q
+    mkdir -p "$out"
+    setup "$out/effort.log"
+    read -ra q <<< "${QUALITIES:-1 2 3 4 5 6}"
+    for e in 7 9; do
+        timeout $(( e == 9 ? ${EFFORT_SECONDS:-480} : 120 )) python3 -m lalic_cli.cli bench .gpu-data/kodak \
+            -q "${q[@]}" --effort "$e" --device cuda --per-image --json "$out/kodak-effort$e.json" 2>&1 \
+            | tr '\r' '\n' | tail -25 || echo "EFFORT $e STOPPED: $?"
+    done
+}
+
 bench() {
     local out=$1 threads
     threads=$(nproc)
@@ -81,5 +104,6 @@ bench() {
 case "${1:-}" in
     prepare) prepare ;;
     run) shift; run "$@" ;;
-    *) echo "usage: $0 prepare | run OUTDIR" >&2; exit 2 ;;
+    effort) shift; effort "$@" ;;
+    *) echo "usage: $0 prepare | run OUTDIR | effort OUTDIR" >&2; exit 2 ;;
 esac
