@@ -4,6 +4,7 @@
     python benchmarks/speed.py --allocator default   # without the CLI's allocator tuning
     python benchmarks/speed.py --scaling 256 512 1024 2048 --plot scaling.png
     python benchmarks/speed.py --config small        # the bundled weights' config
+    python benchmarks/speed.py --precision float32 bf16  # LALIC's g_a and g_s both ways
 
 Random weights are fine for timing: the work per pixel does not depend on the values.
 Real coding is included (rANS through CompressAI's coder). The two models run
@@ -11,6 +12,9 @@ interleaved (LALIC, ELIC, LALIC, ELIC, ...) so that drift in machine load hits b
 medians over --reps after one warm-up each, and the ratio LALIC / ELIC. Beside the
 times: each call's GFLOP (``torch.utils.flop_counter``) and the rate reached, and the
 machine's float32 GEMM rate, which bounds how fast LALIC's arithmetic can go here.
+``--precision`` runs LALIC with its transforms in each of the given precisions
+(``lalic_cli/precision.py``; bf16 only where the CPU has native bf16, else the run
+stops), interleaved with ELIC as one more model; ELIC stays float32.
 
 ``--allocator tuned`` (the default) applies what ``lalic`` itself applies at start-up
 (``lalic_cli.runtime.tune_allocator``) to the whole process, so both models get it.
@@ -43,12 +47,13 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _lalic(config: str):
+def _lalic(config: str, precision: str = "float32"):
     from lalic_cli.models import LALIC, get_config
 
     torch.manual_seed(0)
     m = LALIC(**get_config(config).kwargs()).eval()
     m.update(force=True)
+    m.precision = precision
     return m
 
 
@@ -96,9 +101,9 @@ def _peak_rss_gb() -> float:
 def side_by_side(args) -> None:
     h, w = args.size
     x = torch.rand(1, 3, h, w)
-    names = (f"LALIC ({args.config})", "Elic2022Official")
+    names = (*(f"LALIC ({args.config}, {p})" for p in args.precision), "Elic2022Official")
     with torch.inference_mode():
-        models = (_lalic(args.config), _elic())
+        models = (*(_lalic(args.config, p) for p in args.precision), _elic())
         coders = [_coders(m, x) for m in models]
         times = {(n, op): [] for n in names for op in (0, 1)}
         for _ in range(args.reps):
@@ -113,14 +118,26 @@ def side_by_side(args) -> None:
     for n in names:
         print(f"| {n} | {med[n, 0]:.2f} | {med[n, 1]:.2f} | {flops[n, 0]:.1f} | {flops[n, 1]:.1f} | "
               f"{flops[n, 0] / med[n, 0]:.1f} | {flops[n, 1] / med[n, 1]:.1f} |")
-    (a, b) = names
-    print(f"| ratio LALIC / ELIC | {med[a, 0] / med[b, 0]:.2f} | {med[a, 1] / med[b, 1]:.2f} | "
-          f"{flops[a, 0] / flops[b, 0]:.2f} | {flops[a, 1] / flops[b, 1]:.2f} | | |")
+    *ours, b = names
+    for a, p in zip(ours, args.precision):
+        print(f"| ratio LALIC {p} / ELIC | **{med[a, 0] / med[b, 0]:.2f}** | **{med[a, 1] / med[b, 1]:.2f}** | "
+              f"{flops[a, 0] / flops[b, 0]:.2f} | {flops[a, 1] / flops[b, 1]:.2f} | | |")
     peak = gemm_gflops()
+    a = ours[0]
     print(f"\nfloat32 GEMM on this machine (torch.mm 2048^3, median of 5): {peak:.1f} GFLOP/s. At that rate "
           f"LALIC's arithmetic alone takes {flops[a, 0] / peak:.2f} s / {flops[a, 1] / peak:.2f} s, "
           f"a ratio of at least {flops[a, 0] / peak / med[b, 0]:.2f} / {flops[a, 1] / peak / med[b, 1]:.2f} "
           "against ELIC as measured.")
+    if "bf16" in args.precision:
+        peak16 = gemm_gflops(dtype=torch.bfloat16)
+        with torch.inference_mode():
+            y = models[0].analysis(x)
+            g_a, g_s = gflop(lambda: models[0].analysis(x)), gflop(lambda: models[0].synthesis(y.round()))
+        enc = g_a / peak16 + (flops[a, 0] - g_a) / peak
+        dec = g_s / peak16 + (flops[a, 1] - g_s) / peak
+        print(f"bf16 GEMM (same product): {peak16:.1f} GFLOP/s. With g_a ({g_a:.1f} GFLOP) and g_s ({g_s:.1f}) at "
+              f"that rate and the rest at float32's, LALIC's arithmetic takes {enc:.2f} s / {dec:.2f} s, a ratio of "
+              f"at least {enc / med[b, 0]:.2f} / {dec / med[b, 1]:.2f}.")
 
 
 def one_size(args) -> None:
@@ -128,7 +145,7 @@ def one_size(args) -> None:
     s = args.one
     x = torch.rand(1, 3, s, s)
     with torch.inference_mode():
-        enc, dec = _coders(_lalic(args.config), x)
+        enc, dec = _coders(_lalic(args.config, args.precision[0]), x)
         e = statistics.median(_timed(enc) for _ in range(args.reps))
         d = statistics.median(_timed(dec) for _ in range(args.reps))
     print(json.dumps({"size": s, "enc": e, "dec": d, "rss": _peak_rss_gb()}))
@@ -136,13 +153,14 @@ def one_size(args) -> None:
 
 def scaling(args) -> None:
     rows = []
-    print(f"\nscaling, LALIC ({args.config}): time and peak RSS against pixel count "
+    print(f"\nscaling, LALIC ({args.config}, {args.precision[0]}): time and peak RSS against pixel count "
           f"(one process per size, median of {args.reps} after a warm-up)\n")
     print("| size | Mpixel | compress s | decompress s | compress s/Mpixel | decompress s/Mpixel | peak RSS GB |")
     print("|---|---|---|---|---|---|---|")
     for s in args.scaling:
         cmd = [sys.executable, __file__, "--one", str(s), "--config", args.config, "--reps", str(args.reps),
-               "--allocator", args.allocator] + (["--threads", str(args.threads)] if args.threads else [])
+               "--allocator", args.allocator, "--precision", args.precision[0]]
+        cmd += ["--threads", str(args.threads)] if args.threads else []
         r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         mp = s * s / 1e6
         rows.append((mp, r["enc"], r["dec"], r["rss"]))
@@ -184,6 +202,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--allocator", choices=("tuned", "default"), default="tuned")
+    ap.add_argument("--precision", nargs="+", choices=("float32", "bf16"), default=["float32"],
+                    help="LALIC's transforms, one row each (--scaling: the first)")
     ap.add_argument("--scaling", type=int, nargs="*", default=None, help="square sizes for the scaling table only")
     ap.add_argument("--plot", default=None, help="PNG for the scaling plot")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
@@ -195,13 +215,16 @@ def main() -> None:
 
         tune_allocator()
     from lalic_cli import kernels
+    from lalic_cli.precision import native_bf16
 
     ext = kernels.load_extension("cpu")
+    if "bf16" in args.precision and not native_bf16():
+        sys.exit("--precision bf16: this CPU has no native bf16 (AMX or AVX-512-BF16); lalic would not use it")
     if args.one:
         return one_size(args)
     print(f"# machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, BiWKV {'C++ kernel' if ext else 'PyTorch path'}, "
-          f"allocator {args.allocator}")
+          f"allocator {args.allocator}, native bf16 {'yes' if native_bf16() else 'no'}")
     if args.scaling:
         scaling(args)
     else:

@@ -22,6 +22,16 @@ def need(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _float32_transforms():
+    """The suite checks the float32 transforms, the reference every CPU runs; bf16 (the
+    default where the CPU has it) is checked against them in test_precision.py. Session
+    scope: module-scoped fixtures that code images start after it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LALIC_PRECISION", "float32")
+        yield
+
+
 @pytest.fixture(scope="session")
 def golden() -> dict:
     return torch.load(need(SPEC / "lalic-tiny-golden.pt"), weights_only=False)

@@ -5,6 +5,11 @@ around them; inside, they work on ``B x T x C`` tokens in raster order (T = H*W)
 A channels-last map and its tokens share memory, so blocks return channels-last
 maps and a chain of blocks and convolutions never transposes. 1-D blocks (MRT)
 take and return ``B x T x C`` token sequences and shift along the sequence.
+
+Under CPU autocast to bf16 (``lalic_cli/precision.py``), inference runs the blocks'
+matrix products in bf16 and keeps the rest in float32: the residual stream, BiWKV (a
+scan over the whole image) and the element-wise work, which PyTorch runs slower in bf16
+than in float32 on the CPU.
 """
 
 from __future__ import annotations
@@ -62,6 +67,14 @@ def _gemm_weight(linear: nn.Linear, scale: torch.Tensor | None = None) -> torch.
     return w.t().contiguous()
 
 
+def _low_precision(x: torch.Tensor) -> torch.dtype | None:
+    """The GEMMs' dtype when autocast to a narrower one is on for ``x``'s device, else None."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) != x.dtype:
+        return torch.get_autocast_dtype(device)
+    return None
+
+
 class SpatialMix(nn.Module):
     """Token mixing with a global receptive field at O(T) cost."""
 
@@ -93,6 +106,9 @@ class SpatialMix(nn.Module):
         four map-sized tensors live at the peak instead of five.
         """
         b, t, c = res.shape
+        dtype = _low_precision(res)
+        if dtype is not None:
+            return self._residual_low(res, norm, hw, gamma, dtype)
 
         def shifted() -> torch.Tensor:
             return _shift_tokens(self.omni_shift, norm(res), hw).view(b * t, c)
@@ -117,6 +133,28 @@ class SpatialMix(nn.Module):
             torch.addmm(res[rows], gate, w_out, out=y[rows])
         return y.view(b, t, c)
 
+    def _residual_low(self, res: torch.Tensor, norm: nn.Module, hw: tuple[int, int], gamma: torch.Tensor,
+                      dtype: torch.dtype) -> torch.Tensor:
+        """``residual`` with ``dtype`` (bf16) products: key, value and receptance in one
+        product, whose receptance part then overwrites the shifted input (no recompute)."""
+        b, t, c = res.shape
+        x = _shift_tokens(self.omni_shift, norm(res), hw).view(b * t, c).to(dtype)
+        w_kvr = torch.cat([_gemm_weight(m) for m in (self.key, self.value, self.receptance)], 1).to(dtype)
+        k, v = res.new_empty(b * t, c), res.new_empty(b * t, c)
+        for rows in _row_chunks(b * t):
+            kvr = torch.mm(x[rows], w_kvr)
+            k[rows].copy_(kvr[:, :c])
+            v[rows].copy_(kvr[:, c: 2 * c])
+            x[rows].copy_(kvr[:, 2 * c:])
+        y = biwkv(self.decay / t, self.boost / t, k.view(b, t, c), v.view(b, t, c)).view(b * t, c)
+        del k, v
+        res = res.reshape(b * t, c)
+        w_out = _gemm_weight(self.output, gamma).to(dtype)
+        for rows in _row_chunks(b * t):
+            gate = x[rows].float().sigmoid_().mul_(y[rows]).to(dtype)
+            y[rows].copy_(torch.mm(gate, w_out)).add_(res[rows])
+        return y.view(b, t, c)
+
 
 class ChannelMix(nn.Module):
     """Gated squared-ReLU feed-forward after an OmniShift."""
@@ -137,13 +175,19 @@ class ChannelMix(nn.Module):
         """Inference: ``res += gamma * forward(norm(res))`` in place, token chunk by chunk,
         so the hidden layer stays small."""
         b, t, c = res.shape
+        dtype = _low_precision(res)
         x = _shift_tokens(self.omni_shift, norm(res), hw).view(b * t, c)
         out = res.view(b * t, c)
         w_key, w_rec, w_val = _gemm_weight(self.key), _gemm_weight(self.receptance), _gemm_weight(self.value, gamma)
+        if dtype is not None:  # bf16 products; the gate and the sum in float32
+            x, w_key, w_rec, w_val = x.to(dtype), w_key.to(dtype), w_rec.to(dtype), w_val.to(dtype)
         for rows in _row_chunks(b * t):
             xc = x[rows]
             hidden = torch.mm(xc, w_key).relu_().square_()
-            out[rows].addcmul_(torch.mm(xc, w_rec).sigmoid_(), torch.mm(hidden, w_val))
+            if dtype is None:
+                out[rows].addcmul_(torch.mm(xc, w_rec).sigmoid_(), torch.mm(hidden, w_val))
+            else:
+                out[rows].addcmul_(torch.mm(xc, w_rec).float().sigmoid_(), torch.mm(hidden, w_val).float())
         return res
 
 
