@@ -35,6 +35,7 @@ def test_golden_files_decode_here(name):
     dec = decode((GOLDEN / f"{name}.lal").read_bytes(), device="cpu")
     assert dec.header.entropy == "exact"
     assert dec.header.family == entry.get("codec", "lalic")
+    assert dec.header.version == entry.get("version", 3)
     assert f"{dec.header.symbols_crc:08x}" == entry["symbols_crc"]
     assert dec.image.mode == entry["mode"]
     assert max_diff(dec.image, Image.open(GOLDEN / f"{name}.png")) <= 1

@@ -46,7 +46,7 @@ from lalic_cli.resources import cache_home, data_dir
 __all__ = ["cache_dir", "load_extension", "sources"]
 
 _SRC = data_dir() / "kernels"  # the C++/CUDA sources and headers
-_SOURCES = {"cpu": ["biwkv_cpu.cpp"], "cuda": ["biwkv_cuda.cpp", "biwkv_cuda.cu"], "exact": ["biwkv_exact.cpp", "exact_ops.cpp"]}
+_SOURCES = {"cpu": ["biwkv_cpu.cpp"], "cuda": ["biwkv_cuda.cpp", "biwkv_cuda.cu"], "exact": ["biwkv_exact.cpp", "exact_ops.cpp", "exact_gemm.cpp"]}
 _HEADERS = ["biwkv_common.h", "exact_math.h", "exact_ops.h"]
 _modules: dict = {}
 _lock = threading.Lock()
@@ -82,6 +82,8 @@ def _cpu_flags() -> tuple[list[str], list[str]]:
                 if all(f in feats for f in avx512):
                     # 16 float / 8 double lanes: the channel loops run 1.7x faster (same bits)
                     cflags += [f"-m{f}" for f in avx512] + ["-mprefer-vector-width=512"]
+                    if "avx512_vnni" in feats:  # the integer GEMMs' one-instruction multiply-add
+                        cflags.append("-mavx512vnni")
     return cflags, ldflags
 
 
