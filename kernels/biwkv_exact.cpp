@@ -312,7 +312,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("layer_norm", &exact::layer_norm_op, "ops.layer_norm for a quantisation exponent s (float64)");
   m.def("depthwise_conv2d", &exact::depthwise_conv2d_op, "exact integer depthwise conv: (xq, wq, padding) -> acc");
   m.def("int_linear", &exact::int_linear_op, "arithmetic 2 linear layers, fused: (x, xs, gate, panels, e, bias, parts, acts, quantised, residual, gamma, out_gate, terms) -> outputs");
-  m.def("int_conv2d", &exact::int_conv2d_op, "arithmetic 2 conv2d: (x, s, rows, e, bias, kh, kw, stride, padding) -> y");
+  m.def("int_conv2d", &exact::int_conv2d_op, "arithmetic 2 conv2d: (x, s, rows, e, bias, kh, kw, stride, padding, taps) -> y");
   m.def("int_gemm", &exact::int_gemm_op, "int16 rows x panels -> int32, exact: (a, panels, cols) -> acc");
   m.def("shift", &exact::shift_op, "arithmetic 2 OmniShift, fixed tap order: (x, weight, h, w) -> y");
 }

@@ -229,11 +229,16 @@ std::vector<torch::Tensor> int_linear_op(torch::Tensor x, c10::optional<torch::T
                                          int64_t terms) {
   TORCH_CHECK(terms == 14 || terms == 9, "int_linear: sigmoid with 14 or 9 series terms");
   const bool given = xs.has_value();
-  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && x.scalar_type() == (given ? torch::kInt16 : torch::kFloat64),
-              "int_linear: x M x K float64, or M x K (even) int16 with its exponents");
+  // a 3-D x is B x K x L, channels first (a 1x1 convolution's input): row m is position
+  // m % L of image m / L, gathered in blocks of rows
+  const bool planes = x.dim() == 3;
+  TORCH_CHECK((x.dim() == 2 || (planes && !given && !gate.has_value())) && x.is_contiguous() &&
+                  x.scalar_type() == (given ? torch::kInt16 : torch::kFloat64),
+              "int_linear: x M x K or B x K x L float64, or M x K (even) int16 with its exponents");
   TORCH_CHECK(parts.size() == acts.size() && parts.size() == quantised.size() && !parts.empty(),
               "int_linear: an activation and a quantised flag per part");
-  const int64_t M = x.size(0), K = x.size(1), kp = K + (K & 1), kp2 = kp / 2;
+  const int64_t L = planes ? x.size(2) : 1, M = planes ? x.size(0) * L : x.size(0), K = x.size(1);
+  const int64_t kp = K + (K & 1), kp2 = kp / 2;
   int64_t N = 0;
   for (int64_t n : parts) N += n;
   check_panels(panels, kp2, N);
@@ -308,6 +313,7 @@ std::vector<torch::Tensor> int_linear_op(torch::Tensor x, c10::optional<torch::T
     std::vector<int16_t> qbuf(given ? 0 : kBlockRows * kp);
     std::vector<int64_t> sbuf(kBlockRows);
     std::vector<double> ybuf(kBlockRows * std::max<int64_t>(buffered, 1)), gated(gp ? K : 0);
+    std::vector<double> gathered(planes ? kBlockRows * K : 0);
     alignas(64) int32_t tile[kRows * kTile];
 #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -318,8 +324,14 @@ std::vector<torch::Tensor> int_linear_op(torch::Tensor x, c10::optional<torch::T
         a = xq_given + r0 * kp;
         sr = xsp + r0;
       } else {
+        if (planes) {
+          int64_t base[kBlockRows];
+          for (int64_t r = 0; r < nr; ++r) base[r] = (r0 + r) / L * K * L + (r0 + r) % L;
+          for (int64_t k = 0; k < K; ++k)
+            for (int64_t r = 0; r < nr; ++r) gathered[r * K + k] = xp[base[r] + k * L];
+        }
         for (int64_t r = 0; r < nr; ++r) {
-          const double* row = xp + (r0 + r) * K;
+          const double* row = planes ? gathered.data() + r * K : xp + (r0 + r) * K;
           if (gp) {
             const double* g = gp + (r0 + r) * K;
 #pragma omp simd
@@ -377,11 +389,19 @@ std::vector<torch::Tensor> int_linear_op(torch::Tensor x, c10::optional<torch::T
   return outs;
 }
 
+// A convolution (no groups) as im2col into panels and the exact GEMM with the weight rows,
+// then acc * 2^-(e + s) + bias.  `taps` lists the (channel, row, column) indices the rows
+// keep (those of a checkerboard mask's nonzero taps: a zero product changes no sum), or
+// is empty for all of them.
 torch::Tensor int_conv2d_op(torch::Tensor x, int64_t s, torch::Tensor wrows, torch::Tensor e, torch::Tensor bias,
-                            int64_t kh, int64_t kw, int64_t stride, int64_t padding) {
+                            int64_t kh, int64_t kw, int64_t stride, int64_t padding, torch::Tensor taps) {
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat64 && x.is_contiguous(), "int_conv2d: x B x C x H x W float64");
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t K = C * kh * kw, kp = K + (K & 1), kp2 = kp / 2, cout = wrows.size(0);
+  const int64_t full = C * kh * kw, K = taps.numel() ? taps.numel() : full, kp = K + (K & 1), kp2 = kp / 2;
+  const int64_t cout = wrows.size(0);
+  TORCH_CHECK(taps.scalar_type() == torch::kInt64 && taps.is_contiguous(), "int_conv2d: taps int64");
+  const int64_t* tp = taps.numel() ? taps.data_ptr<int64_t>() : nullptr;
+  for (int64_t i = 0; tp && i < K; ++i) TORCH_CHECK(tp[i] >= 0 && tp[i] < full, "int_conv2d: tap out of range");
   TORCH_CHECK(wrows.scalar_type() == torch::kInt16 && wrows.is_contiguous() && wrows.dim() == 2 && wrows.size(1) == kp,
               "int_conv2d: weight rows cout x K (even) int16");
   TORCH_CHECK(e.scalar_type() == torch::kInt64 && e.numel() == cout, "int_conv2d: one exponent per output channel");
@@ -421,13 +441,13 @@ torch::Tensor int_conv2d_op(torch::Tensor x, int64_t s, torch::Tensor wrows, tor
         run = run && (p * kLanes + l < L) && base[l] == base[0] + l * stride && stride == 1;
       }
       int16_t* dst = pc + p * kp2 * 2 * kLanes;
-      for (int64_t k = 0; k < kp; ++k) {
-        int16_t* d = dst + (k / 2) * 2 * kLanes + (k & 1);
-        if (k >= K) {
+      for (int64_t kk = 0; kk < kp; ++kk) {
+        int16_t* d = dst + (kk / 2) * 2 * kLanes + (kk & 1);
+        if (kk >= K) {
           for (int l = 0; l < kLanes; ++l) d[2 * l] = 0;
           continue;
         }
-        const int64_t c = k / (kh * kw), i = (k / kw) % kh, j = k % kw;
+        const int64_t k = tp ? tp[kk] : kk, c = k / (kh * kw), i = (k / kw) % kh, j = k % kw;
         const int16_t* plane = q + c * HP * WP + i * WP + j;
         if (run) {
           const int16_t* r = plane + base[0];

@@ -22,7 +22,7 @@ std::vector<torch::Tensor> int_linear_op(torch::Tensor x, c10::optional<torch::T
                                          c10::optional<torch::Tensor> gamma, c10::optional<torch::Tensor> out_gate,
                                          int64_t terms);
 torch::Tensor int_conv2d_op(torch::Tensor x, int64_t s, torch::Tensor wrows, torch::Tensor e, torch::Tensor bias,
-                            int64_t kh, int64_t kw, int64_t stride, int64_t padding);
+                            int64_t kh, int64_t kw, int64_t stride, int64_t padding, torch::Tensor taps);
 torch::Tensor int_gemm_op(torch::Tensor a, torch::Tensor panels, int64_t cols);
 torch::Tensor shift_op(torch::Tensor x, torch::Tensor weight, int64_t h, int64_t w);
 

@@ -115,13 +115,18 @@ class IntWeight:
 
     def packed(self, kind: str) -> torch.Tensor:
         """The integers in the kernel's layouts, made once: ``"rows"`` (out x K, int16,
-        K padded to even), ``"panels"`` (columns of 16 outputs, pairs along K) or, for a
-        transposed convolution, ``"taps"`` ((out, kh, kw) x in, int16)."""
+        K padded to even, without all-zero columns, and the indices of the columns kept),
+        ``"panels"`` (columns of 16 outputs, pairs along K) or, for a transposed
+        convolution, ``"taps"`` ((out, kh, kw) x in, int16)."""
         if kind not in self._packed:
             if kind == "taps":
                 self._packed[kind] = _rows16(self.q.reshape(self.shape[0], -1).t())
+            elif kind == "rows":  # without the columns that are zero in every row (masked taps)
+                used = self.rows.abs().sum(0) > 0
+                keep = used.nonzero()[:, 0] if 0 < int(used.sum()) < used.numel() else torch.zeros(0, dtype=torch.int64)
+                self._packed[kind] = (_rows16(self.rows[:, keep] if keep.numel() else self.rows), keep)
             else:
-                self._packed[kind] = (_rows16 if kind == "rows" else _panels)(self.rows)
+                self._packed[kind] = _panels(self.rows)
         return self._packed[kind]
 
 
@@ -273,7 +278,13 @@ def conv2d(x: torch.Tensor, w: IntWeight, stride: int = 1, padding: int = 0, imp
     if cin != c:
         raise ValueError(f"conv2d: {c} input channels, the weight takes {cin}")
     if kh == kw == 1 and stride == 1 and padding == 0:
-        return linear(x.permute(0, 2, 3, 1), w, impl=impl).permute(0, 3, 1, 2)
+        ext = _kernel(impl)
+        if ext is None or not x.is_contiguous():  # (a channels-last x is contiguous tokens)
+            return linear(x.permute(0, 2, 3, 1), w, impl=impl).permute(0, 3, 1, 2)
+        bias = w.bias if w.bias is not None else torch.zeros(0, dtype=_F64)
+        y = ext.int_linear(x.to(_F64).reshape(b, c, h * wd), None, None, w.packed("panels"), w.e, bias, [cout], [0],
+                           [False], None, None, None, EXP_TERMS)[0]
+        return y.view(b, h, wd, cout).permute(0, 3, 1, 2)
     oh = (h + 2 * padding - kh) // stride + 1
     ow = (wd + 2 * padding - kw) // stride + 1
     ext = _kernel(impl)
@@ -281,7 +292,8 @@ def conv2d(x: torch.Tensor, w: IntWeight, stride: int = 1, padding: int = 0, imp
         m = ops._absmax(x, "kernel")
         s = int(_exponents(torch.tensor([m], dtype=_F64), _EXP_MAX)[0])
         bias = w.bias if w.bias is not None else torch.zeros(0, dtype=_F64)
-        return ext.int_conv2d(x.to(_F64).contiguous(), s, w.packed("rows"), w.e, bias, kh, kw, stride, padding)
+        rows, taps = w.packed("rows")
+        return ext.int_conv2d(x.to(_F64).contiguous(), s, rows, w.e, bias, kh, kw, stride, padding, taps)
     xq, s = quantize(x)
     cols = F.unfold(xq, (kh, kw), padding=padding, stride=stride)  # B x K x L
     acc = torch.matmul(w.rows, cols)  # B x cout x L
@@ -323,8 +335,8 @@ def _phase_offsets(k: int, stride: int, padding: int) -> list[list[tuple[int, in
 
 def _phase_convs(ext, x: torch.Tensor, w: IntWeight, stride: int, padding: int) -> torch.Tensor:
     """A transposed convolution whose output is ``stride`` times its input as ``stride^2``
-    stride-1 convolutions, one per output phase, each with the taps that reach that phase
-    on a (2R+1)^2 window (the others zero): every output is the same integer sum."""
+    stride-1 convolutions, one per output phase, each with only the taps that reach that
+    phase (placed on a (2R+1)^2 window): every output is the same integer sum."""
     key = f"phases{stride},{padding}"
     cin, cout, kh, kw = w.shape
     rows_off, cols_off = _phase_offsets(kh, stride, padding), _phase_offsets(kw, stride, padding)
@@ -337,16 +349,19 @@ def _phase_convs(ext, x: torch.Tensor, w: IntWeight, stride: int, padding: int) 
                 for i, di in ri:
                     for j, dj in ci:
                         sub[:, :, di + r, dj + r] = w.q[:, :, i, j].t()
-                kernels.append(_rows16(sub.reshape(cout, -1)))
+                rows = sub.reshape(cout, -1)
+                keep = (rows.abs().sum(0) > 0).nonzero()[:, 0]  # this phase's taps (one, if none)
+                keep = keep if keep.numel() else torch.zeros(1, dtype=torch.int64)
+                kernels.append((_rows16(rows[:, keep]), keep))
         w._packed[key] = kernels
     s = int(_exponents(torch.tensor([ops._absmax(x, "kernel")], dtype=_F64), _EXP_MAX)[0])
     b, _, h, wd = x.shape
     x64 = x.to(_F64).contiguous()
     bias = w.bias if w.bias is not None else torch.zeros(0, dtype=_F64)
     out = torch.empty(b, cout, stride * h, stride * wd, dtype=_F64)
-    for n, rows in enumerate(w._packed[key]):
+    for n, (rows, keep) in enumerate(w._packed[key]):
         a, c = divmod(n, stride)
-        out[:, :, a::stride, c::stride] = ext.int_conv2d(x64, s, rows, w.e, bias, 2 * r + 1, 2 * r + 1, 1, r)
+        out[:, :, a::stride, c::stride] = ext.int_conv2d(x64, s, rows, w.e, bias, 2 * r + 1, 2 * r + 1, 1, r, keep)
     return out
 
 
