@@ -1,11 +1,12 @@
 """Do files decode under another thread count? The issue-10 check, for both entropy paths.
 
     python benchmarks/portability.py KODAK_DIR [--qualities 1 3 6] [--float-qualities 3]
-        [--encode-threads 2] [--decode-threads 1]
+        [--encode-threads 2] [--decode-threads 1] [--decode-isa native|avx2|baseline]
 
 Encodes every image in a subprocess with --encode-threads, decodes in another with
---decode-threads, and prints per quality and entropy path how many files decoded
-(a failure is the decoder's symbol-CRC refusal).
+--decode-threads (and, with --decode-isa, the kernels built for no more than that
+instruction set: LALIC_KERNEL_ISA), and prints per quality and entropy path how many
+files decoded (a failure is the decoder's symbol-CRC refusal).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ else:
 """
 
 
-def _run(mode: str, threads: int, folder: str, *jobs: str) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+def _run(mode: str, threads: int, folder: str, *jobs: str, isa: str = "native") -> str:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), LALIC_KERNEL_ISA=isa)
     r = subprocess.run([sys.executable, "-c", _WORKER, mode, str(threads), folder, *jobs],
                        env=env, capture_output=True, text=True)
     if r.returncode != 0:
@@ -54,20 +55,22 @@ def main() -> None:
     ap.add_argument("--float-qualities", type=float, nargs="*", default=[3])
     ap.add_argument("--encode-threads", type=int, default=2)
     ap.add_argument("--decode-threads", type=int, default=1)
+    ap.add_argument("--decode-isa", choices=["native", "avx2", "baseline"], default="native")
     a = ap.parse_args()
     files = sorted(Path(a.kodak).glob("*.png"))
     jobs = [f"{f}@{q:g}@exact" for f in files for q in a.qualities]
     jobs += [f"{f}@{q:g}@float" for f in files for q in a.float_qualities]
     with tempfile.TemporaryDirectory() as tmp:
         _run("encode", a.encode_threads, tmp, *jobs)
-        lines = _run("decode", a.decode_threads, tmp).split("\n")
+        lines = _run("decode", a.decode_threads, tmp, isa=a.decode_isa).split("\n")
     results: dict[tuple[str, str], list[int]] = {}
     for line in filter(None, lines):
         status, stem = line.split(" ", 1)
         _, q, path = stem.split("@")
         ok_fail = results.setdefault((path, q), [0, 0])
         ok_fail[0 if status == "ok" else 1] += 1
-    print(f"{len(files)} images, encoded with {a.encode_threads} threads, decoded with {a.decode_threads}")
+    print(f"{len(files)} images, encoded with {a.encode_threads} threads, decoded with {a.decode_threads}"
+          f" ({a.decode_isa} kernels)")
     print(f"{'entropy path':<13}{'q':>4}{'decoded':>9}{'failed':>8}")
     for (path, q), (ok, fail) in sorted(results.items()):
         print(f"{path:<13}{q:>4}{ok:>9}{fail:>8}")

@@ -45,15 +45,31 @@ inline double round_even(double v) {
   return std::copysign(r, v);
 }
 
+// e^x by the last kTerms terms of the series (ops.exp's ``terms``): 14 for arithmetic 1
+// and the shared operators, 9 for arithmetic 2 (relative error below 3e-10)
+template <int kTerms = 14>
 inline double dexp(double x) {
+  static_assert(kTerms >= 1 && kTerms <= 14, "dexp: 1 to 14 terms");
   x = x < -700.0 ? -700.0 : x;
   x = x > 700.0 ? 700.0 : x;
   const double n = round_even(x * kInvLn2);
   const double r = (x - n * kLn2Hi) - n * kLn2Lo;
-  double p = kTaylor[0];
+  double p = kTaylor[14 - kTerms];
 #pragma GCC unroll 14
-  for (int i = 1; i < 14; ++i) p = p * r + kTaylor[i];
+  for (int i = 15 - kTerms; i < 14; ++i) p = p * r + kTaylor[i];
   return p * pow2_of(n);
 }
+
+// evaluates the lambda given with a constexpr kTerms in scope, for the supported counts
+#define EXACT_DISPATCH_TERMS(terms, ...)                                            \
+  [&] {                                                                             \
+    TORCH_CHECK((terms) == 14 || (terms) == 9, "exp: 14 or 9 series terms");       \
+    if ((terms) == 9) {                                                             \
+      constexpr int kTerms = 9;                                                     \
+      return __VA_ARGS__();                                                         \
+    }                                                                               \
+    constexpr int kTerms = 14;                                                      \
+    return __VA_ARGS__();                                                           \
+  }()
 
 }  // namespace exact

@@ -9,8 +9,9 @@ container code in ``lalic_cli.families``); the header's latent grid ``z_shape``
 is in units of the family's stride (:data:`LATENT_STRIDES`), and each family's
 ``Container`` rules say which entropy paths and strings its files may have.
 
-Summary of the layout (version 3; version 2 lacks the family byte, version 1
-also the entropy byte)::
+Summary of the layout (versions 3 and 4; version 2 lacks the family byte,
+version 1 also the entropy byte; version 4 changes only the arithmetic of the
+exact entropy path, :attr:`Header.arithmetic`)::
 
     magic "LAL\\x89" | version u8 | header fields | body_length | header CRC32
     body: y strings | z string | extras | file CRC32
@@ -40,6 +41,8 @@ __all__ = [
     "ENTROPY_CODES",
     "FAMILY_CODES",
     "FORMAT_VERSION",
+    "WRITE_VERSIONS",
+    "arithmetic_of",
     "MAGIC",
     "LATENT_STRIDE",
     "LATENT_STRIDES",
@@ -52,10 +55,13 @@ __all__ = [
     "size_breakdown",
 ]
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # version 1: no entropy byte (always the float entropy path);
-# version 2: no family byte (always LALIC)
-READ_VERSIONS = (1, 2, 3)
+# version 2: no family byte (always LALIC);
+# version 3: the layout of 4, with arithmetic 1 on the exact entropy path
+READ_VERSIONS = (1, 2, 3, 4)
+#: versions that ``pack`` writes: 4, and 3 (arithmetic 1) for decoders from before 4
+WRITE_VERSIONS = (3, 4)
 MAGIC = b"LAL\x89"
 #: pixels per element of the header's latent grid ``z_shape``, per model family
 LATENT_STRIDES = FamilyTable(lambda f: f.container.stride)
@@ -91,6 +97,12 @@ FAMILY_CODES = FamilyTable(lambda f: f.container.code)
 _U32 = struct.Struct(">I")
 
 
+def arithmetic_of(version: int) -> int:
+    """The arithmetic the exact entropy path's layers compute in, in a file of this format
+    version (docs/portable.md): 1 up to version 3, 2 from version 4."""
+    return 1 if version <= 3 else 2
+
+
 class BitstreamError(LalicError):
     """Raised with a clear one-line message for any malformed file."""
 
@@ -111,6 +123,12 @@ class Header:
     symbols_crc: int = 0
     entropy: str = "float"
     family: str = DEFAULT_FAMILY
+    version: int = FORMAT_VERSION      # the file's format version
+
+    @property
+    def arithmetic(self) -> int:
+        """The arithmetic of the exact entropy path's layers, :func:`arithmetic_of` the version."""
+        return arithmetic_of(self.version)
 
 
 @dataclass
@@ -233,6 +251,7 @@ class _RawHeader:
     header_end: int       # offset of the first body byte
     entropy_code: int = 0
     family_code: int = 0
+    version: int = FORMAT_VERSION
 
 
 def _parse_raw_header(data: bytes) -> _RawHeader:
@@ -267,7 +286,7 @@ def _parse_raw_header(data: bytes) -> _RawHeader:
         raise _BadHeaderCrc()
     return _RawHeader(name, whash, quality_centi, height, width, mode_code,
                       bit_depth, device_code, pad, z_shape, num_groups,
-                      symbols_crc, body_length, r.pos, entropy_code, family_code)
+                      symbols_crc, body_length, r.pos, entropy_code, family_code, data[4])
 
 
 class _BadHeaderCrc(Exception):
@@ -354,6 +373,7 @@ def _header_from_raw(raw: _RawHeader, max_pixels: int | None) -> Header:
         symbols_crc=raw.symbols_crc,
         entropy=_ENTROPY_NAMES[raw.entropy_code],
         family=family.key,
+        version=raw.version,
     )
     _check_header_values(h, max_pixels)
     return h
@@ -535,6 +555,8 @@ def _encode_header_fields(h: Header) -> bytes:
                       ("family", str)):
         if not isinstance(getattr(h, name), typ):
             raise ValueError(f"Header.{name} must be {typ.__name__}")
+    if isinstance(h.version, bool) or h.version not in READ_VERSIONS:
+        raise ValueError(f"Header.version {h.version!r} is not a version this lalic knows")
     for name in ("height", "width", "bit_depth", "num_groups", "symbols_crc"):
         v = getattr(h, name)
         if isinstance(v, bool) or not isinstance(v, int):
@@ -595,10 +617,13 @@ def _encode_body_sections(f: LalFile) -> bytes:
 
 
 def pack(f: LalFile) -> bytes:
-    """Serialise ``f``.  Invalid contents raise ValueError (not BitstreamError)."""
+    """Serialise ``f`` in its header's version: 4, or 3 for versions up to 3 (one
+    layout; 1 and 2 mean what 3 does).  Invalid contents raise ValueError (not
+    BitstreamError)."""
     fields = _encode_header_fields(f.header)
     body = _encode_body_sections(f)
-    head = MAGIC + bytes((FORMAT_VERSION,)) + fields + _varint(len(body) + 4)
+    version = 4 if f.header.version >= 4 else 3  # 1 and 2 mean what 3 does, in its layout
+    head = MAGIC + bytes((version,)) + fields + _varint(len(body) + 4)
     head += _U32.pack(zlib.crc32(head))
     out = head + body
     return out + _U32.pack(zlib.crc32(out))

@@ -264,6 +264,7 @@ def info(file, as_json) -> None:
     grid, groups = FAMILIES[h.family].container.fields
     fields = {
         "file_size": len(data),
+        "format_version": h.version,
         "family": h.family,
         "weights": h.weights_name,
         "weights_hash": h.weights_hash.hex(),
@@ -280,6 +281,7 @@ def info(file, as_json) -> None:
         "extras": {k: len(v) for k, v in lal.extras.items()},
         "encoded_on": h.device_class,
         "entropy_path": h.entropy,
+        "arithmetic": h.arithmetic if h.entropy == "exact" else None,
         "symbols_crc": f"{h.symbols_crc:08x}",
         "bpp": 8 * len(data) / (h.width * h.height),
     }

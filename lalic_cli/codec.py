@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import DecodeError, InputError, QualityError
-from .bitstream import Header, LalFile, pack, unpack
+from .bitstream import FORMAT_VERSION, WRITE_VERSIONS, Header, LalFile, arithmetic_of, pack, unpack
 from .families import DEFAULT_FAMILY, get_family, refines, refining_labels
 from .image import PreparedImage, open_image, prepare, restore
 from .memory import check_fits
@@ -71,9 +71,13 @@ def _check_symbols(crc: int, h: Header, dev: str) -> None:
 def encode_prepared(
     img: PreparedImage, quality: float, *, weights: str | None = None, device: str = "auto",
     max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact", codec: str = DEFAULT_FAMILY,
-    effort: int = DEFAULT_EFFORT, on_step: OnStep | None = None,
+    effort: int = DEFAULT_EFFORT, on_step: OnStep | None = None, version: int = FORMAT_VERSION,
 ) -> Encoded:
-    """``on_step(step, steps)`` reports the refinement of efforts above the default."""
+    """``on_step(step, steps)`` reports the refinement of efforts above the default;
+    ``version`` is the ``.lal`` format version to write (see :func:`encode_image`)."""
+    if version not in WRITE_VERSIONS:
+        raise InputError(f"format version {version}: this lalic writes {', '.join(map(str, WRITE_VERSIONS))}")
+    arithmetic = arithmetic_of(version)
     steps = steps_for(effort)
     if steps and not refines(codec):
         raise InputError(f"effort {effort} refines {refining_labels()} latents; the {codec} codec has efforts "
@@ -96,11 +100,11 @@ def encode_prepared(
     if steps:
         lmbda = rd_lambda(model, quality, entry.lmbda)
         check_refinement_fits(model, x.shape[-2] * x.shape[-1], x.device.type)
-        coded = family.coder.compress_refined(model, entropy,
+        coded = family.coder.compress_refined(model, entropy, arithmetic,
                                               lambda: refine(model, x, quality, lmbda, steps, pad, on_step))
     else:
         with torch.inference_mode():
-            coded = family.coder.compress(model, x, quality, entropy)
+            coded = family.coder.compress(model, x, quality, entropy, arithmetic)
     extras = {}
     if img.alpha is not None:
         extras["alpha"] = img.alpha
@@ -121,6 +125,7 @@ def encode_prepared(
         symbols_crc=coded.symbols_crc,
         entropy=entropy,
         family=family.key,
+        version=version,
     )
     data = pack(LalFile(header, coded.y_strings, coded.z_string, extras))
     return Encoded(data, header, entry, img.notes)
@@ -129,7 +134,7 @@ def encode_prepared(
 def encode_image(
     image: Image.Image | str | Path, quality: float, *, weights: str | None = None, device: str = "auto",
     max_pixels: int | None = DEFAULT_MAX_PIXELS, entropy: str = "exact", codec: str = DEFAULT_FAMILY,
-    effort: int = DEFAULT_EFFORT,
+    effort: int = DEFAULT_EFFORT, version: int = FORMAT_VERSION,
 ) -> bytes:
     """Encode an image (PIL image or path) to ``.lal`` bytes.
 
@@ -139,10 +144,12 @@ def encode_image(
     ``codec`` names the model family (``lalic_cli.families``): MRT codes extreme rates
     (qualities 1..3).
     ``effort`` 1 .. 9 (default 7, today's encoder): 8 and 9 refine the latents of the
-    image first, slower and smaller; any decoder reads the result."""
+    image first, slower and smaller; any decoder reads the result.
+    ``version`` 4 (the default) or 3: the ``.lal`` format version, 3 for decoders from
+    before version 4, whose exact entropy path computes in arithmetic 1 (twice as slow)."""
     img = image if isinstance(image, Image.Image) else open_image(image)
     return encode_prepared(prepare(img), quality, weights=weights, device=device, max_pixels=max_pixels,
-                           entropy=entropy, codec=codec, effort=effort).data
+                           entropy=entropy, codec=codec, effort=effort, version=version).data
 
 
 @dataclass

@@ -22,6 +22,7 @@ from lalic_cli.bitstream import (
     LATENT_STRIDES,
     MAGIC,
     READ_VERSIONS,
+    WRITE_VERSIONS,
     BitstreamError,
     Header,
     LalFile,
@@ -53,7 +54,7 @@ def _f(v):
     return v if isinstance(v, bytes) else leb128(v)
 
 
-def build(*, magic=MAGIC, version=3, name=b"t", whash=bytes(range(8)),
+def build(*, magic=MAGIC, version=4, name=b"t", whash=bytes(range(8)),
           quality=250, height=60, width=100, mode=3, depth=8, device=0, entropy=0, family=0,
           pad=(10, 18, 1, 3), z=(1, 2), groups=1, sym=0xDEADBEEF,
           y=(b"ab", b"cde"), y_count=None, zs=b"Z",
@@ -144,7 +145,7 @@ def err(data, **kw) -> str:
 
 # the reference files of both families share the fields up to mode/bit_depth/device_class
 _REF_START = (
-    "4c414c89" "03"            # magic, version
+    "4c414c89" "04"            # magic, version
     "0174"                     # weights_name "t"
     "0001020304050607"         # weights_hash
     "fa01"                     # quality 2.5 -> 250
@@ -193,13 +194,17 @@ def test_default_family_is_lalic():
 def test_family_codes():
     assert FAMILY_CODES == {"lalic": 0, "mrt": 1}
     assert LATENT_STRIDES == {"lalic": 64, "mrt": 256} and LATENT_STRIDE == 64
-    assert FORMAT_VERSION == 3 and READ_VERSIONS == (1, 2, 3)
+    assert FORMAT_VERSION == 4 and READ_VERSIONS == (1, 2, 3, 4) and WRITE_VERSIONS == (3, 4)
+
+
+def at(f: LalFile, version: int) -> LalFile:
+    return dataclasses.replace(f, header=dataclasses.replace(f.header, version=version))
 
 
 def test_version_1_files_still_read():
     """Version 1 had no entropy byte: such files decode with the float entropy path."""
     v1 = build(version=1)
-    assert unpack(v1) == TINY
+    assert unpack(v1) == at(TINY, 1)
     assert read_header(v1).entropy == "float"
     assert read_header(v1).family == "lalic"
 
@@ -209,19 +214,34 @@ def test_version_2_files_still_read():
     v2 = build(version=2)
     assert len(v2) == len(build()) - 1
     assert v2[4] == 2 and v2[:4] == MAGIC
-    assert unpack(v2) == TINY
+    assert unpack(v2) == at(TINY, 2)
     assert read_header(v2).family == "lalic"
-    assert read_header(v2[:len(v2) - 22], complete=False) == TINY.header   # header only
+    assert read_header(v2[:len(v2) - 22], complete=False) == at(TINY, 2).header   # header only
     v2_exact = build(version=2, entropy=1)
-    assert unpack(v2_exact).header == dataclasses.replace(TINY.header, entropy="exact")
-    # rewriting a version-2 file gives version 3 with family byte 0
-    assert pack(unpack(v2)) == build()
+    assert unpack(v2_exact).header == dataclasses.replace(TINY.header, entropy="exact", version=2)
+    # rewriting a version-2 file gives version 3 (what 2 means) with family byte 0
+    assert pack(unpack(v2)) == build(version=3)
+
+
+def test_versions_3_and_4_share_the_layout_and_differ_in_arithmetic():
+    """Version 4 changed only how the exact entropy path computes (arithmetic 2 of
+    docs/portable.md); version 3 files keep arithmetic 1, and pack writes either."""
+    for f in (TINY, TINY_MRT):
+        v3, v4 = pack(at(f, 3)), pack(f)
+        assert v3[4] == 3 and v4[4] == 4 and len(v3) == len(v4)
+        assert unpack(v3) == at(f, 3) and unpack(v4) == f
+    assert pack(at(TINY, 3)) == build(version=3)
+    assert [at(TINY, v).header.arithmetic for v in READ_VERSIONS] == [1, 1, 1, 2]
+    for bad in (0, 5, True):
+        with pytest.raises(ValueError, match="not a version this lalic knows") as ei:
+            pack(at(TINY, bad))
+        assert not isinstance(ei.value, BitstreamError)
 
 
 def test_mrt_round_trips():
     for f in (TINY_MRT, MRT, mrt_file(9, extras={"alpha": b"\x00" * 40, "icc": b"p"})):
         data = pack(f)
-        assert data[4] == 3
+        assert data[4] == 4
         g = unpack(data)
         assert g == f and g.header.family == "mrt" and g.z_string == b""
         assert read_header(data) == f.header
@@ -340,7 +360,7 @@ def test_header_byte_flips(kind):
             msg = err(bytes(b))
             if i < 4:
                 assert msg == "not a .lal file (bad magic)"
-            elif i == 4 and b[4] in READ_VERSIONS:   # 3 -> 2: the header CRC covers the version
+            elif i == 4 and b[4] in READ_VERSIONS:   # 4 -> 3: the header CRC covers the version
                 assert msg == "corrupted .lal file (header CRC mismatch)", (mask, msg)
             elif i == 4:
                 assert msg.startswith("unsupported .lal format version")
@@ -389,8 +409,8 @@ def test_wrong_magic():
 
 
 def test_future_version_reported_before_crc():
-    data = build(version=4)        # CRCs are correct for the version-4 bytes
-    assert err(data) == "unsupported .lal format version 4 (this lalic reads versions 1, 2, 3)"
+    data = build(version=5)        # CRCs are correct for the version-5 bytes
+    assert err(data) == "unsupported .lal format version 5 (this lalic reads versions 1, 2, 3, 4)"
     b = bytearray(KODAK_BYTES)     # and with a now-wrong CRC: still version
     b[4] = 7
     assert err(bytes(b)).startswith("unsupported .lal format version 7")

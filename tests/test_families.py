@@ -36,7 +36,7 @@ DUMMY = Family(
 )
 
 
-def _compress(model, x: torch.Tensor, quality: float, entropy: str) -> Coded:
+def _compress(model, x: torch.Tensor, quality: float, entropy: str, arithmetic: int) -> Coded:
     """8-bit pixels as the one group's first string, the quality as its second."""
     q = (x * 255).round().to(torch.uint8)
     h, w = x.shape[-2:]

@@ -35,6 +35,7 @@ def test_golden_files_decode_here(name):
     dec = decode((GOLDEN / f"{name}.lal").read_bytes(), device="cpu")
     assert dec.header.entropy == "exact"
     assert dec.header.family == entry.get("codec", "lalic")
+    assert dec.header.version == entry.get("version", 3)
     assert f"{dec.header.symbols_crc:08x}" == entry["symbols_crc"]
     assert dec.image.mode == entry["mode"]
     assert max_diff(dec.image, Image.open(GOLDEN / f"{name}.png")) <= 1
@@ -86,6 +87,23 @@ def test_files_decode_under_other_thread_counts_and_biwkv_paths(tmp_path):
         assert max_diff(Image.open(f), Image.open(str(f).replace(".one.", ".torch."))) <= 1
 
 
+@pytest.mark.parametrize("isa", ["avx2", "baseline"])
+def test_golden_files_decode_with_another_instruction_set(isa):
+    """The golden files (made with another build) decode with the portable kernels built
+    for AVX2 only or for plain x86-64: other vector widths and instructions (pmaddwd for
+    vpdpwssd, 4 float64 lanes for 8), the same bits."""
+    from lalic_cli.kernels import _cpu_flags
+
+    native = _cpu_flags()[0]
+    if "-mavx2" not in native or (isa == "avx2" and "-mavx512f" not in native):
+        pytest.skip(f"this machine builds no more than {isa} already")
+    code = ("import sys; from pathlib import Path; from lalic_cli.codec import decode; "
+            "[decode(f.read_bytes(), device='cpu') for f in sorted(Path(sys.argv[1]).glob('*.lal'))]; print('ok')")
+    env = dict(os.environ, LALIC_KERNEL_ISA=isa, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", code, str(GOLDEN)], env=env, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+
+
 def test_float_entropy_path_is_still_written_and_read(tmp_path):
     """``entropy="float"`` keeps the reference path (the official bitstreams' semantics)."""
     from lalic_cli.codec import decode, encode_image
@@ -110,8 +128,11 @@ def test_unknown_entropy_path_is_a_user_error():
         encode_image(Image.new("RGB", (8, 8)), 3, entropy="fixed")
 
 
-def test_info_shows_the_entropy_path():
-    r = subprocess.run([sys.executable, "-m", "lalic_cli.cli", "info", "--json", str(GOLDEN / "rgb-q1.lal")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["entropy_path"] == "exact"
+def test_info_shows_the_entropy_path_and_its_arithmetic():
+    for name, version in (("rgb-q1", 3), ("v4-rgb-q1", 4)):
+        r = subprocess.run([sys.executable, "-m", "lalic_cli.cli", "info", "--json", str(GOLDEN / f"{name}.lal")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        fields = json.loads(r.stdout)
+        assert fields["entropy_path"] == "exact"
+        assert (fields["format_version"], fields["arithmetic"]) == (version, version - 2)

@@ -31,13 +31,15 @@ class Coded:
 class Coder(Protocol):
     """A family's coding plug-in, named by ``Family.coder_module``."""
 
-    def compress(self, model: torch.nn.Module, x: torch.Tensor, quality: float, entropy: str) -> Coded:
-        """A padded image (a multiple of ``model.downsampling_factor``) in the container's shape."""
+    def compress(self, model: torch.nn.Module, x: torch.Tensor, quality: float, entropy: str, arithmetic: int) -> Coded:
+        """A padded image (a multiple of ``model.downsampling_factor``) in the container's shape;
+        ``arithmetic``: that of the exact entropy path (``bitstream.arithmetic_of`` the version)."""
 
     def decompress(self, model: torch.nn.Module, lal: LalFile) -> tuple[torch.Tensor, int]:
         """The padded image and the CRC32 of the decoded symbols (checked against the header's)."""
 
-    def compress_refined(self, model: torch.nn.Module, entropy: str, refined: Callable[[], dict]) -> Coded:
+    def compress_refined(self, model: torch.nn.Module, entropy: str, arithmetic: int,
+                         refined: Callable[[], dict]) -> Coded:
         """Families that refine (``Family.refines``): the latents ``refined()`` optimises, coded."""
 
 

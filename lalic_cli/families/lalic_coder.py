@@ -19,11 +19,11 @@ def symbols_crc(y_hat: torch.Tensor) -> int:
     return tensor_crc(y_hat.round().to(torch.int32))
 
 
-def _latent_codec(model, entropy: str):
-    """None (the model's own, float) or the portable CPU copy."""
+def _latent_codec(model, entropy: str, arithmetic: int):
+    """None (the model's own, float) or the portable CPU copy in the given arithmetic."""
     if entropy not in ENTROPY_CODES:
         raise InputError(f"unknown entropy path {entropy!r} (exact or float)")
-    return portable_latent_codec(model) if entropy == "exact" else None
+    return portable_latent_codec(model, arithmetic) if entropy == "exact" else None
 
 
 def _coded(model, out: dict) -> Coded:
@@ -40,14 +40,14 @@ def _latent_shape(model, z_shape: tuple[int, int]) -> dict:
     }
 
 
-def compress(model, x: torch.Tensor, quality: float, entropy: str) -> Coded:
-    latent_codec = _latent_codec(model, entropy)
+def compress(model, x: torch.Tensor, quality: float, entropy: str, arithmetic: int) -> Coded:
+    latent_codec = _latent_codec(model, entropy, arithmetic)
     return _coded(model, model.compress(x, quality, latent_codec=latent_codec))
 
 
-def compress_refined(model, entropy: str, refined: Callable[[], dict]) -> Coded:
+def compress_refined(model, entropy: str, arithmetic: int, refined: Callable[[], dict]) -> Coded:
     """``--effort`` above the default: refined latents, coded by the same latent codec."""
-    latent_codec = _latent_codec(model, entropy)
+    latent_codec = _latent_codec(model, entropy, arithmetic)
     best = refined()
     with torch.inference_mode():
         if latent_codec is None:
@@ -64,5 +64,5 @@ def decompress(model, lal: LalFile) -> tuple[torch.Tensor, int]:
         raise DecodeError(f"file has {h.num_groups} channel groups, the weights have {len(model.groups)}")
     strings = [[s] for s in (*lal.y_strings, lal.z_string)]
     dec = model.decompress(strings, _latent_shape(model, h.z_shape), h.quality,
-                           latent_codec=_latent_codec(model, h.entropy))
+                           latent_codec=_latent_codec(model, h.entropy, h.arithmetic))
     return dec["x_hat"], symbols_crc(dec["y_hat"])

@@ -22,11 +22,11 @@ def _groups(model, quality: float) -> int:
         raise InputError(str(e)) from None
 
 
-def compress(model, x: torch.Tensor, quality: float, entropy: str) -> Coded:
+def compress(model, x: torch.Tensor, quality: float, entropy: str, arithmetic: int) -> Coded:
     if entropy != "exact":
         raise InputError("MRT files always use the exact entropy path (its context model is portable)")
     groups = _groups(model, quality)
-    out = model.compress(x, quality)
+    out = model.compress(x, quality, arithmetic)
     rows, cols = out["shape"]
     return Coded(out["strings"], b"", (int(rows), int(cols)), groups, bits_crc(out["bits"]))
 
@@ -36,5 +36,5 @@ def decompress(model, lal: LalFile) -> tuple[torch.Tensor, int]:
     groups = _groups(model, h.quality)
     if h.num_groups != groups:
         raise DecodeError(f"file has {h.num_groups} bit groups, these weights code {groups} at quality {h.quality:g}")
-    dec = model.decompress(lal.y_strings, h.z_shape, h.quality)
+    dec = model.decompress(lal.y_strings, h.z_shape, h.quality, h.arithmetic)
     return dec["x_hat"], bits_crc(dec["bits"])

@@ -15,8 +15,10 @@ kernels, but would leave ``kernels/`` empty and the data rule with an exception,
 ``load_extension("cpu" | "cuda" | "exact")`` compiles the sources once with
 ``torch.utils.cpp_extension.load`` (ninja), caches the build under ``$LALIC_CACHE`` /
 ``$XDG_CACHE_HOME/lalic`` / ``~/.cache/lalic`` in ``kernels/<kind>-<hash>``, and returns
-the module, or None (with one warning line) when it cannot be built.  The hash covers
-the sources (their bytes, not where they are), torch, Python, the machine and the
+the module, or None (with one warning line) when it cannot be built.  CPU kinds use the
+machine's vector ISA (AVX2, AVX-512); ``LALIC_KERNEL_ISA=avx2`` or ``baseline`` (x86-64)
+caps it, to run another ISA's code here (the portable path's bits must not change).  The
+hash covers the sources (their bytes, not where they are), torch, Python, the machine and the
 compiler flags (and the CUDA version and GPU architectures), so a cache shared between
 machines is safe.  A build that finished (marked by ``built.ok``) is imported directly,
 without importing cpp_extension.  A build takes about a minute, so the first one in a
@@ -46,7 +48,7 @@ from lalic_cli.resources import cache_home, data_dir
 __all__ = ["cache_dir", "load_extension", "sources"]
 
 _SRC = data_dir() / "kernels"  # the C++/CUDA sources and headers
-_SOURCES = {"cpu": ["biwkv_cpu.cpp"], "cuda": ["biwkv_cuda.cpp", "biwkv_cuda.cu"], "exact": ["biwkv_exact.cpp", "exact_ops.cpp"]}
+_SOURCES = {"cpu": ["biwkv_cpu.cpp"], "cuda": ["biwkv_cuda.cpp", "biwkv_cuda.cu"], "exact": ["biwkv_exact.cpp", "exact_ops.cpp", "exact_gemm.cpp"]}
 _HEADERS = ["biwkv_common.h", "exact_math.h", "exact_ops.h"]
 _modules: dict = {}
 _lock = threading.Lock()
@@ -64,9 +66,15 @@ def cache_dir() -> Path:
     return (Path(root) if root else cache_home()) / "kernels"
 
 
+ISA_CAPS = ("native", "avx2", "baseline")
+
+
 def _cpu_flags() -> tuple[list[str], list[str]]:
     # -fno-trapping-math lets GCC turn the selects into vector blends (results unchanged)
     cflags, ldflags = ["-O3", "-fno-trapping-math"], []
+    cap = os.environ.get("LALIC_KERNEL_ISA") or "native"
+    if cap not in ISA_CAPS:
+        raise ValueError(f"LALIC_KERNEL_ISA={cap!r}: one of {', '.join(ISA_CAPS)}")
     if sys.platform.startswith("linux"):
         cflags.append("-fopenmp")
         ldflags.append("-fopenmp")
@@ -76,12 +84,14 @@ def _cpu_flags() -> tuple[list[str], list[str]]:
                 feats = next((ln for ln in info.splitlines() if ln.startswith("flags")), "").split()
             except OSError:
                 feats = []
-            if "avx2" in feats and "fma" in feats:
+            if "avx2" in feats and "fma" in feats and cap != "baseline":
                 cflags += ["-mavx2", "-mfma"]
                 avx512 = ("avx512f", "avx512dq", "avx512vl", "avx512bw")
-                if all(f in feats for f in avx512):
+                if all(f in feats for f in avx512) and cap == "native":
                     # 16 float / 8 double lanes: the channel loops run 1.7x faster (same bits)
                     cflags += [f"-m{f}" for f in avx512] + ["-mprefer-vector-width=512"]
+                    if "avx512_vnni" in feats:  # the integer GEMMs' one-instruction multiply-add
+                        cflags.append("-mavx512vnni")
     return cflags, ldflags
 
 

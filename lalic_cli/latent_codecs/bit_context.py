@@ -7,8 +7,9 @@ that is decoded so far (+-1 for known bits, 0 for unknown) and predicts p(bit = 
 for the group's bits of the pass's tokens. A group's networks never see later groups,
 so decoding only the first groups (a lower rate) needs nothing else.
 
-Coding runs a portable copy of the networks (``lalic_cli.portable.layers``): the
-probabilities, hence the CDFs, are the same bits on every machine and thread count.
+Coding runs a portable copy of the networks (``lalic_cli.portable.layers``, in the
+arithmetic of the file's format version): the probabilities, hence the CDFs, are the
+same bits on every machine and thread count.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch.nn as nn
 from ..layers.rwkv import RwkvBlock
 from ..portable.bernoulli import LEVELS, BernoulliCoder
 from ..portable.copies import cached_copy
-from ..portable.layers import to_portable
+from ..portable.layers import ARITHMETIC, to_portable
 
 _F64 = torch.float64
 _P_MIN = 0.5 / LEVELS  # the coder's least probable level: training sees the rate it will pay
@@ -45,11 +46,11 @@ class ContextNet(nn.Module):
 
 
 class _PortableContextNet(nn.Module):
-    def __init__(self, net: ContextNet):
+    def __init__(self, net: ContextNet, arithmetic: int):
         super().__init__()
-        self.embed = to_portable(net.embed)
+        self.embed = to_portable(net.embed, arithmetic)
         self.pos = net.pos.detach().to(_F64)
-        self.body = to_portable(net.body)
+        self.body = to_portable(net.body, arithmetic)
 
     def forward(self, known: torch.Tensor) -> torch.Tensor:
         t = known.shape[1]
@@ -103,20 +104,21 @@ class BitContextCodec(nn.Module):
                 out[used] = rows
         return out
 
-    def _portable_nets(self) -> nn.ModuleList:
-        """The portable copy of the networks, for the current weights (rebuilt when they change)."""
-        return cached_copy(self, "nets", lambda: nn.ModuleList(
-            _PortableContextNet(net) for net in copy.deepcopy(self.nets).cpu().eval()
+    def _portable_nets(self, arithmetic: int) -> nn.ModuleList:
+        """The portable copy of the networks in an arithmetic, for the current weights
+        (rebuilt when they change)."""
+        return cached_copy(self, ("nets", arithmetic), lambda: nn.ModuleList(
+            _PortableContextNet(net, arithmetic) for net in copy.deepcopy(self.nets).cpu().eval()
         ))
 
-    def _levels(self, known: torch.Tensor, group: int, parity: int) -> torch.Tensor:
+    def _levels(self, known: torch.Tensor, group: int, parity: int, arithmetic: int) -> torch.Tensor:
         from ..portable import ops
 
-        logits = self._portable_nets()[2 * group + parity](known)
-        return self.coder.levels(ops.sigmoid(logits))[:, parity::2]
+        logits = self._portable_nets(arithmetic)[2 * group + parity](known)
+        return self.coder.levels(ops.sigmoid(logits))[:, parity::2]  # the coder's sigmoid: 14 terms
 
     @torch.no_grad()
-    def compress(self, bits: torch.Tensor, groups: int) -> list[bytes]:
+    def compress(self, bits: torch.Tensor, groups: int, arithmetic: int = ARITHMETIC) -> list[bytes]:
         """``1 x T x bits`` codes (0/1; only the first ``groups`` groups are coded) -> 2 strings per group."""
         signs = torch.zeros(bits.shape, dtype=_F64)
         n = groups * self.group_bits
@@ -125,19 +127,19 @@ class BitContextCodec(nn.Module):
         for g in range(groups):
             lo, hi = g * self.group_bits, (g + 1) * self.group_bits
             for parity in (0, 1):
-                levels = self._levels(self._known(signs, g, parity), g, parity)
+                levels = self._levels(self._known(signs, g, parity), g, parity, arithmetic)
                 strings.append(self.coder.encode(bits[:, parity::2, lo:hi].cpu(), levels))
         return strings
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], length: int, groups: int) -> torch.Tensor:
+    def decompress(self, strings: list[bytes], length: int, groups: int, arithmetic: int = ARITHMETIC) -> torch.Tensor:
         """The inverse of ``compress``: ``1 x length x bits`` codes, zeros beyond the coded groups."""
         signs = torch.zeros(1, length, self.bits, dtype=_F64)
         bits = torch.zeros(1, length, self.bits, dtype=torch.uint8)
         for g in range(groups):
             lo, hi = g * self.group_bits, (g + 1) * self.group_bits
             for parity in (0, 1):
-                levels = self._levels(self._known(signs, g, parity), g, parity)
+                levels = self._levels(self._known(signs, g, parity), g, parity, arithmetic)
                 decoded = self.coder.decode(strings[2 * g + parity], levels)
                 bits[:, parity::2, lo:hi] = decoded
                 signs[:, parity::2, lo:hi] = decoded.to(_F64) * 2 - 1

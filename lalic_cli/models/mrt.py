@@ -24,6 +24,7 @@ from ..layers.generator import PixelGenerator
 from ..layers.lfq import LFQ
 from ..layers.rwkv import RwkvBlock
 from ..layers.transformer import TransformerBlock
+from ..portable.layers import ARITHMETIC
 
 PATCH = 16
 
@@ -202,23 +203,25 @@ class MRT(nn.Module):
         return len(self.rate_bits)
 
     @torch.no_grad()
-    def compress(self, x: torch.Tensor, quality: float) -> dict:
-        """One padded image -> ``2 * groups`` strings, the window grid and the coded bits."""
+    def compress(self, x: torch.Tensor, quality: float, arithmetic: int = ARITHMETIC) -> dict:
+        """One padded image -> ``2 * groups`` strings, the window grid and the coded bits;
+        ``arithmetic``: that of the portable context networks (``portable.layers``)."""
         if x.shape[0] != 1:
             raise ValueError("MRT codes one image at a time")
         groups = self.groups_for(quality)
         z, shape = self.encode_latent(x)
         bits = LFQ.bits(z)
         bits[..., groups * self.latent_codec.group_bits:] = 0
-        return {"strings": self.latent_codec.compress(bits, groups), "shape": shape, "bits": bits}
+        return {"strings": self.latent_codec.compress(bits, groups, arithmetic), "shape": shape, "bits": bits}
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: float) -> dict:
+    def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: float,
+                   arithmetic: int = ARITHMETIC) -> dict:
         groups = self.groups_for(quality)
         if len(strings) != 2 * groups:
             raise ValueError(f"{len(strings)} strings for {groups} bit groups")
         length = shape[0] * shape[1] * self.tokens
-        bits = self.latent_codec.decompress(strings, length, groups)
+        bits = self.latent_codec.decompress(strings, length, groups, arithmetic)
         n = groups * self.latent_codec.group_bits
         signs = torch.zeros(bits.shape, dtype=torch.float32)
         signs[..., :n] = bits[..., :n].float() * 2 - 1

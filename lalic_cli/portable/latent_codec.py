@@ -23,20 +23,20 @@ import torch.nn as nn
 from . import coder_tables, ops
 from .coder_tables import portable_bottleneck_tables, portable_gaussian_tables
 from .copies import cached_copy, fingerprint_of
-from .layers import to_portable
+from .layers import ARITHMETIC, to_portable
 from .table_cache import cached_tensors
 
 __all__ = ["portable_latent_codec"]
 
 
-def portable_latent_codec(model: nn.Module) -> nn.Module:
-    """The model's ``latent_codec`` on the CPU with the entropy path made portable (cached
-    for the model's current weights)."""
-    return cached_copy(model, "latent_codec", lambda: _build(model))
+def portable_latent_codec(model: nn.Module, arithmetic: int = ARITHMETIC) -> nn.Module:
+    """The model's ``latent_codec`` on the CPU with the entropy path made portable in the
+    given arithmetic (``lalic_cli.portable.layers``; cached for the model's current weights)."""
+    return cached_copy(model, ("latent_codec", arithmetic), lambda: _build(model, arithmetic))
 
 
-def _build(model: nn.Module) -> nn.Module:
-    lc = _portable_copy(model.latent_codec)
+def _build(model: nn.Module, arithmetic: int) -> nn.Module:
+    lc = _portable_copy(model.latent_codec, arithmetic)
     fingerprint = fingerprint_of(model)  # recorded by the weights loader, None once they change
     build = functools.partial(_coder_tables, lc)
     tables = build() if fingerprint is None else cached_tensors(fingerprint, _tables_version(), build)
@@ -44,7 +44,7 @@ def _build(model: nn.Module) -> nn.Module:
     return lc
 
 
-def _portable_copy(latent_codec: nn.Module) -> nn.Module:
+def _portable_copy(latent_codec: nn.Module, arithmetic: int) -> nn.Module:
     """A CPU copy of the latent codec with the portable layers in place. Deepcopy's memo
     maps each float layer to its portable counterpart (and ``h_a``, if on the CPU, to
     itself), so the layers being replaced, most of the weights, are never copied."""
@@ -53,7 +53,7 @@ def _portable_copy(latent_codec: nn.Module) -> nn.Module:
     layers = [hyper.h_s, *groups.channel_context.values()]
     for codec in groups.latent_codec.values():
         layers += [codec.context_prediction, codec.entropy_parameters]
-    memo = {id(layer): to_portable(layer) for layer in layers}
+    memo = {id(layer): to_portable(layer, arithmetic) for layer in layers}
     if all(t.device.type == "cpu" for t in hyper.h_a.state_dict().values()):
         memo[id(hyper.h_a)] = hyper.h_a  # float, read only
     return copy.deepcopy(latent_codec, memo).cpu().eval()

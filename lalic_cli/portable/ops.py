@@ -232,28 +232,32 @@ _INV_LN2 = 1.44269504088896338700
 _TAYLOR = [1.0 / math.factorial(k) for k in range(13, -1, -1)]
 
 
-def exp(x: torch.Tensor, impl: str | None = None) -> torch.Tensor:
+def exp(x: torch.Tensor, impl: str | None = None, terms: int = 14) -> torch.Tensor:
     """e^x in float64 from +, *, round and a power of two; accurate to a few ulp and
-    the same bits everywhere. Saturates to 0 below -700 and to e^700 above 700."""
+    the same bits everywhere. Saturates to 0 below -700 and to e^700 above 700.
+    ``terms=9`` keeps the series' last 9 terms (arithmetic 2): relative error < 3e-10."""
+    if terms not in (14, 9):
+        raise ValueError("exp: 14 or 9 series terms")
     ext = _kernel(impl)
     if ext is not None:
-        return ext.exp(x)
+        return ext.exp(x, terms)
     x = x.to(_F64).clamp(-700.0, 700.0)
     n = torch.round(x * _INV_LN2)
     r = (x - n * _LN2_HI) - n * _LN2_LO
-    p = torch.full_like(r, _TAYLOR[0])
-    for c in _TAYLOR[1:]:
+    coefficients = _TAYLOR[-terms:]
+    p = torch.full_like(r, coefficients[0])
+    for c in coefficients[1:]:
         p = p * r
         p = p + c
     return p * pow2(n.to(torch.int64))
 
 
-def sigmoid(x: torch.Tensor, impl: str | None = None) -> torch.Tensor:
+def sigmoid(x: torch.Tensor, impl: str | None = None, terms: int = 14) -> torch.Tensor:
     """1 / (1 + e^-x), with :func:`exp`."""
     ext = _kernel(impl)
     if ext is not None:
-        return ext.sigmoid(x)
-    return 1.0 / (1.0 + exp(-x.to(_F64), impl="torch"))
+        return ext.sigmoid(x, terms)
+    return 1.0 / (1.0 + exp(-x.to(_F64), impl="torch", terms=terms))
 
 
 def log(x: torch.Tensor) -> torch.Tensor:
@@ -309,7 +313,8 @@ _V_BITS = 20  # values as integers < 2^20
 _EMPTY = -1e300  # log-scale of an empty sum
 
 
-def _past_parts(k: torch.Tensor, vq: torch.Tensor, w: torch.Tensor, L: int, impl: str | None = None) -> list[tuple[torch.Tensor, ...]]:
+def _past_parts(k: torch.Tensor, vq: torch.Tensor, w: torch.Tensor, L: int, impl: str | None = None,
+                terms: int = 14) -> list[tuple[torch.Tensor, ...]]:
     """Past sums of every position as two (log-scale, den, num) parts: the carry from
     earlier chunks and the exact prefix inside the chunk.
 
@@ -327,7 +332,7 @@ def _past_parts(k: torch.Tensor, vq: torch.Tensor, w: torch.Tensor, L: int, impl
     j = torch.arange(L, dtype=_F64)[:, None]
     a = kc + j * w
     m = a.amax(2, keepdim=True)
-    e = torch.round(exp(a - m, impl) * pow2(_E_BITS)).to(torch.int64)
+    e = torch.round(exp(a - m, impl, terms) * pow2(_E_BITS)).to(torch.int64)
     ev = e * vc
     lp = torch.cumsum(e, 2) - e  # exclusive prefixes, exact in int64
     lpv = torch.cumsum(ev, 2) - ev
@@ -342,7 +347,7 @@ def _past_parts(k: torch.Tensor, vq: torch.Tensor, w: torch.Tensor, L: int, impl
         decayed = r - L * w
         chunk_scale = m[:, ci, 0] - (L - 1) * w
         r_new = torch.maximum(decayed, chunk_scale)
-        f_old, f_new = exp(decayed - r_new, impl), exp(chunk_scale - r_new, impl) * unit
+        f_old, f_new = exp(decayed - r_new, impl, terms), exp(chunk_scale - r_new, impl, terms) * unit
         sd = sd * f_old + tot_e[:, ci] * f_new
         sn = sn * f_old + tot_ev[:, ci] * f_new
         r = r_new
@@ -362,23 +367,24 @@ def _chunk_length(w: torch.Tensor) -> int:
     return max(1, min(BIWKV_CHUNK, int(_CHUNK_DECAY / wmax) if wmax > 0 else BIWKV_CHUNK))
 
 
-def biwkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, impl: str | None = None) -> torch.Tensor:
+def biwkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, impl: str | None = None,
+          terms: int = 14) -> torch.Tensor:
     """BiWKV (see ``lalic_cli.ops.biwkv``) with the same bits everywhere, in float64.
 
     ``w, u`` (C) and ``k, v`` (B x T x C) must themselves be reproducible (outputs of
     the operators above). Values are taken on a 20-bit grid of their maximum.
     The C++ kernel (``kernels/biwkv_exact.cpp``) runs the same operations and gives the
-    same bits; ``impl="torch"|"kernel"`` forces one.
+    same bits; ``impl="torch"|"kernel"`` forces one. ``terms``: those of every :func:`exp`.
     """
     w, u, k = (x.to(_F64).contiguous() for x in (w, u, k))
     vq, sv = quantize(v, _V_BITS, impl)
     L = _chunk_length(w)
     ext = _kernel(impl)
     if ext is not None:
-        return ext.forward(w, u, k, vq.contiguous(), L, sv)
+        return ext.forward(w, u, k, vq.contiguous(), L, sv, terms)
     vi = vq.to(torch.int64)
-    past = _past_parts(k, vi, w, L, impl)
-    future = [tuple(x.flip(1) for x in p) for p in _past_parts(k.flip(1), vi.flip(1), w, L, impl)]
+    past = _past_parts(k, vi, w, L, impl, terms)
+    future = [tuple(x.flip(1) for x in p) for p in _past_parts(k.flip(1), vi.flip(1), w, L, impl, terms)]
     centre = (u + k, torch.ones_like(k), vq)
     parts = [*past, *future, centre]
     m = parts[0][0]
@@ -386,7 +392,7 @@ def biwkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, im
         m = torch.maximum(m, p[0])
     den, num = torch.zeros_like(k), torch.zeros_like(k)
     for scale, d, nv in parts:
-        coef = exp(scale - m, impl)
+        coef = exp(scale - m, impl, terms)
         den = den + coef * d
         num = num + coef * nv
     return num / den * pow2(-sv)

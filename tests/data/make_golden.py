@@ -3,10 +3,12 @@
     python tests/data/make_golden.py
 
 Writes, for each case, ``NAME.lal`` (encoded with the bundled weights of its family
-and the exact entropy path) and ``NAME.png`` (its decoding on this machine), and ``golden.json``
-with the symbol CRC, the sha256 of the decoded pixels and the machine that made them.
-Run it again only when the bundled weights or the format change on purpose; the test
-then decodes these files on whatever CPU it runs on.
+and the exact entropy path, in its format version) and ``NAME.png`` (its decoding on
+this machine), and ``golden.json`` with the symbol CRC, the sha256 of the decoded pixels
+and the machine that made them. Every case is written twice: as version 3 (arithmetic 1
+of docs/portable.md, what files before version 4 hold) under its name, and as version 4
+(arithmetic 2) under ``v4-NAME``. Run it again only when the bundled weights or the
+format change on purpose; the test then decodes these files on whatever CPU it runs on.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ CASES = [
     ("mrt-q1", (0, 0, 320, 224), "RGB", 1.0, "mrt"),
     ("mrt-q3", (30, 20, 300, 200), "RGB", 3.0, "mrt"),
 ]
+# (format version, name prefix): 3 keeps the names of the files made before version 4
+VERSIONS = [(3, ""), (4, "v4-")]
 
 
 def case_image(box, mode: str) -> Image.Image:
@@ -57,15 +61,17 @@ def pixel_hash(img: Image.Image) -> str:
 def main() -> None:
     HERE.mkdir(parents=True, exist_ok=True)
     manifest = {"machine": f"{platform.machine()}, {cpu_name()}", "files": {}}
-    for name, box, mode, q, codec in CASES:
-        data = encode_image(case_image(box, mode), q, device="cpu", codec=codec)
-        (HERE / f"{name}.lal").write_bytes(data)
-        img = decode(data, device="cpu").image
-        img.save(HERE / f"{name}.png")
-        manifest["files"][name] = {"quality": q, "mode": mode, "codec": codec,
-                                   "symbols_crc": f"{unpack(data).header.symbols_crc:08x}",
-                                   "pixels_sha256": pixel_hash(img)}
-        print(name, len(data), "bytes")
+    for version, prefix in VERSIONS:
+        for case, box, mode, q, codec in CASES:
+            name = prefix + case
+            data = encode_image(case_image(box, mode), q, device="cpu", codec=codec, version=version)
+            (HERE / f"{name}.lal").write_bytes(data)
+            img = decode(data, device="cpu").image
+            img.save(HERE / f"{name}.png")
+            manifest["files"][name] = {"quality": q, "mode": mode, "codec": codec, "version": version,
+                                       "symbols_crc": f"{unpack(data).header.symbols_crc:08x}",
+                                       "pixels_sha256": pixel_hash(img)}
+            print(name, len(data), "bytes")
     (HERE / "golden.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
