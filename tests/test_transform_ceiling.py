@@ -33,13 +33,16 @@ def test_forward_measure_agrees_with_real_coding(tmp_path, quality):
     model = build_model(load_checkpoint_file(WEIGHTS)).eval()
     bpp, db = tc.measure(model, tc.load(path), [quality])[f"q{quality}"]
 
-    data = encode_image(crop, quality, weights=str(WEIGHTS))
+    # the float entropy path: the forward pass's own arithmetic, so the two must agree to
+    # the last rounding (the portable path's integer means can move a few roundings of y,
+    # which benchmarks/portable.py measures on Kodak instead)
+    data = encode_image(crop, quality, weights=str(WEIGHTS), entropy="float")
     f = unpack(data)
     payload_bpp = 8 * (sum(map(len, f.y_strings)) + len(f.z_string)) / (192 * 128)
     a = np.asarray(crop, dtype=np.float64)
     b = np.asarray(decode_bytes(data, weights=str(WEIGHTS)).convert("RGB"), dtype=np.float64)
     real_db = 10 * math.log10(255 ** 2 / ((a - b) ** 2).mean())
-    assert abs(real_db - db) <= 0.05
+    assert abs(real_db - db) <= 0.005
     # the ideal code length is a lower bound; the coder adds CompressAI's scale-table
     # rounding (scales up to 13 % wide) and a 4-byte rANS flush per string
     flush_bpp = 8 * 4 * (len(f.y_strings) + 1) / (192 * 128)
