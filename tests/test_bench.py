@@ -155,7 +155,7 @@ def test_user_errors(tiny_checkpoints, folder, tmp_path):
         ([tmp_path / "nope", "-q", "1"], "no such folder"),
         ([tmp_path, "-q", "1"], "no image files"),
         ([folder, "-q", "9"], "outside 1 .. 8"),
-        ([folder, "-q", "7"], "cover quality 7"),
+        ([folder, "-q", "7", "--weights", "lalic-mse"], "cover quality 7"),
         ([folder, "-q", "1", "--vs", "gif"], "unknown codec"),
         ([folder, "-q", "2", "--weights", "lalic-mse"], "quality 2"),
         ([folder, "-q", "1", "--json", tmp_path / "missing" / "o.json"], "does not exist"),

@@ -47,18 +47,19 @@ def test_family_quality_check():
 
 
 def test_weights_that_do_not_code_a_quality_raise_the_same_error_everywhere(tiny_checkpoints, sample_png, tmp_path):
-    """Fixed-rate (official-layout) weights sit on q1..q6: q7 is the same QualityError from
-    encode_image and from Pillow's save."""
+    """Fixed-rate (official-layout) weights sit on q1..q6: asking them for q7 (which the
+    bundled weights code) is the same QualityError from encode_image, Pillow's save and
+    the command line."""
     img = Image.open(sample_png)
     with pytest.raises(QualityError, match="quality 7"):
-        encode_image(img, 7)
+        encode_image(img, 7, weights="lalic-mse")
     from lalic_cli import register_pillow
 
     register_pillow()
     with pytest.raises(QualityError, match="quality 7"):
-        img.save(tmp_path / "x.lal", quality=7)
+        img.save(tmp_path / "x.lal", quality=7, weights="lalic-mse")
     assert issubclass(QualityError, InputError)
-    r = lalic("encode", str(sample_png), "-q", "7", "-o", str(tmp_path / "y.lal"))
+    r = lalic("encode", str(sample_png), "-q", "7", "--weights", "lalic-mse", "-o", str(tmp_path / "y.lal"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "quality 7" in r.stderr, r.stderr
 
 
