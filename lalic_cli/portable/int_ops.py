@@ -166,11 +166,6 @@ def _epilogue(acc: torch.Tensor, exps: torch.Tensor, bias: torch.Tensor | None) 
     return out if bias is None else out + bias
 
 
-def _relu_square(x: torch.Tensor) -> torch.Tensor:
-    r = x.clamp_min(0)
-    return r.mul_(r)
-
-
 ACTIVATIONS = {"none": 0, "relu_square": 1, "sigmoid": 2}
 
 
@@ -186,7 +181,7 @@ class QRows(NamedTuple):
 
 def _activate(y: torch.Tensor, act: str) -> torch.Tensor:
     if act == "relu_square":
-        return _relu_square(y)
+        return ops.relu_square(y)
     return ops.sigmoid(y, terms=EXP_TERMS) if act == "sigmoid" else y
 
 

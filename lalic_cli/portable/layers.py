@@ -27,11 +27,6 @@ _F64 = torch.float64
 ARITHMETIC = 2  # what new files use
 
 
-def _relu_square(x: torch.Tensor) -> torch.Tensor:
-    r = x.clamp_min(0)
-    return r.mul_(r)
-
-
 class _Grid64:
     """Arithmetic 1: one exponent per tensor, 22-bit activations, 17-bit weights, float64
     sums (``ops``); a ReLU^2 runs after the layer."""
@@ -44,10 +39,10 @@ class _Grid64:
 
     def linear(self, x: torch.Tensor, w: ops.QuantWeight, relu_square: bool = False) -> torch.Tensor:
         y = ops.linear(x, w)
-        return _relu_square(y) if relu_square else y
+        return ops.relu_square(y) if relu_square else y
 
     def linear_many(self, x: torch.Tensor, stack: ops.QuantStack, relu_square: tuple[bool, ...]) -> list[torch.Tensor]:
-        return [_relu_square(y) if sq else y for y, sq in zip(ops.linear_many(x, stack), relu_square)]
+        return [ops.relu_square(y) if sq else y for y, sq in zip(ops.linear_many(x, stack), relu_square)]
 
     def conv2d(self, x: torch.Tensor, w: ops.QuantWeight, stride: int, padding: int, groups: int) -> torch.Tensor:
         return ops.conv2d(x, w, stride=stride, padding=padding, groups=groups)

@@ -57,6 +57,12 @@ def pow2(e: torch.Tensor | int) -> torch.Tensor:
     return ((e + 1023) << 52).view(_F64)
 
 
+def relu_square(x: torch.Tensor) -> torch.Tensor:
+    """relu(x)^2 in float64: a clamp and one correctly rounded product (both arithmetics)."""
+    r = x.clamp_min(0)
+    return r.mul_(r)
+
+
 def _kernel(impl: str | None = None):
     """The C++ extension of these operators (kind ``"exact"`` of ``load_extension``: the
     same bits as the PyTorch code here), or None for ``impl="torch"`` or where it cannot
