@@ -22,6 +22,9 @@ from .errors import InputError
 MAPS_AT_PEAK = 5.5
 BYTES_PER_PIXEL = 64
 OVERHEAD_BYTES = 3 << 29  # 1.6 GB: the interpreter, torch (0.95 GB measured before any coding), the coder
+# The Bi-RWKV blocks keep GEMM-ready copies of their linear weights (layers/rwkv.py):
+# float32, plus bf16 ones where the transforms run in bf16.
+GEMM_COPIES = 1.5
 
 
 def estimate_peak_bytes(model: torch.nn.Module, height: int, width: int) -> int:
@@ -31,6 +34,7 @@ def estimate_peak_bytes(model: torch.nn.Module, height: int, width: int) -> int:
     # a model may state its own peak (MRT: the generator's last maps); LALIC's is its first stage
     floats = getattr(model, "peak_floats_per_pixel", None) or MAPS_AT_PEAK * model.g_a[0].out_channels / 4
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights += int(GEMM_COPIES * sum(m.weight.numel() * 4 for m in model.modules() if isinstance(m, torch.nn.Linear)))
     return int(floats * padded * 4) + BYTES_PER_PIXEL * padded + weights + OVERHEAD_BYTES
 
 

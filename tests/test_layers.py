@@ -1,4 +1,5 @@
-"""The fused inference path of the Bi-RWKV block against its plain formulation."""
+"""The fused inference paths of the layers (Bi-RWKV block, entropy-parameter block)
+against their plain formulations."""
 
 from __future__ import annotations
 
@@ -116,3 +117,88 @@ def test_recomputed_shift_gives_the_same_bits(monkeypatch):
         monkeypatch.setattr(rwkv, "RECOMPUTE_ELEMENTS", 0)
         recomputed = block(x)
     assert torch.equal(kept, recomputed)
+
+
+def _fresh_output(block: RwkvBlock, x: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """The block's output from a copy that has never run: nothing cached."""
+    import copy
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return copy.deepcopy(block)(x)
+
+
+def _write_in_place(block: RwkvBlock) -> None:
+    """What training does to the weights between validations: an optimizer step on the
+    block, then an EMA-style in-place lerp towards another block (gamma included)."""
+    block.train()
+    loss = block(torch.randn(1, block.ln1.normalized_shape[0], 4, 4)).square().mean()
+    loss.backward()
+    torch.optim.SGD(block.parameters(), lr=0.5).step()
+    block.eval()
+    other = _block(block.ln1.normalized_shape[0], seed=7)
+    with torch.no_grad():
+        torch._foreach_lerp_([p.detach() for p in block.parameters()], list(other.parameters()), 0.3)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cached_gemm_weights_follow_every_weight_change(bf16):
+    """The GEMM-ready weight copies are kept between calls; any change to the weights or
+    to the scales folded into them (step, in-place update, load, new storage) must show."""
+    if bf16:
+        from lalic_cli.precision import native_bf16
+
+        if not native_bf16():
+            pytest.skip("bf16 products need native bf16 here")
+    x = torch.randn(1, 16, 6, 5).contiguous(memory_format=torch.channels_last)
+    block = _block(16)
+
+    def run():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return block(x)
+
+    first = run()
+    assert torch.equal(run(), first)  # from the cache: the same bits
+    _write_in_place(block)
+    after_step = run()
+    assert not torch.equal(after_step, first)
+    assert torch.equal(after_step, _fresh_output(block, x, bf16))
+    with torch.no_grad():
+        block.gamma1.mul_(2)  # only the scale folded into the output weights
+    assert torch.equal(run(), _fresh_output(block, x, bf16))
+    block.load_state_dict(_block(16, seed=3).state_dict())
+    assert torch.equal(run(), _fresh_output(_block(16, seed=3), x, bf16))
+    block.att.key.weight = torch.nn.Parameter(torch.randn_like(block.att.key.weight))
+    assert torch.equal(run(), _fresh_output(block, x, bf16))
+
+
+def test_entropy_parameters_inference_path_matches_the_formula():
+    """A stack as the entropy model builds it, against the block's formula in float64."""
+    from compressai.layers import sequential_channel_ramp
+
+    from lalic_cli.layers import EntropyParametersBlock
+
+    torch.manual_seed(0)
+    stack = sequential_channel_ramp(40, 12, min_ch=16, num_layers=3, make_layer=EntropyParametersBlock,
+                                    make_act=torch.nn.Identity, kernel_size=1).eval()
+    with torch.no_grad():
+        for block in stack[::2]:
+            block.norm.weight.uniform_(0.5, 1.5)
+            block.norm.bias.uniform_(-0.2, 0.2)
+    x = torch.randn(2, 40, 5, 7)
+
+    def plain(block, x):
+        y = torch.nn.functional.conv2d(x, block.mix.weight.double(), block.mix.bias.double())
+        t = torch.nn.functional.layer_norm(y.permute(0, 2, 3, 1), block.norm.normalized_shape,
+                                           block.norm.weight.double(), block.norm.bias.double())
+        kv = (t @ block.key.weight.double().t()).clamp_min(0) ** 2 @ block.value.weight.double().t()
+        return y + (torch.sigmoid(t @ block.receptance.weight.double().t()) * kv).permute(0, 3, 1, 2)
+
+    ref = x.double()
+    for block in stack[::2]:
+        ref = plain(block, ref)
+    with torch.inference_mode():
+        out = stack(x)
+    with torch.enable_grad():
+        train = stack(x)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, train.detach(), rtol=1e-5, atol=1e-5)

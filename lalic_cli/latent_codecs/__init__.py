@@ -1,5 +1,9 @@
-"""Latent codecs that lalic adds to CompressAI's (which LALIC uses directly)."""
+"""Latent codecs that lalic adds to CompressAI's: the bit-context codec (MRT), and, for
+LALIC, CompressAI's checkerboard and Gaussian conditional codecs without the work whose
+result they throw away."""
 
 from .bit_context import BitContextCodec
+from .checkerboard import CheckerboardLatentCodec
+from .gaussian_conditional import GaussianConditionalLatentCodec
 
-__all__ = ["BitContextCodec"]
+__all__ = ["BitContextCodec", "CheckerboardLatentCodec", "GaussianConditionalLatentCodec"]

@@ -14,6 +14,8 @@ than in float32 on the CPU.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn as nn
 
@@ -60,11 +62,34 @@ def _row_chunks(n: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(starts, starts[1:] + [n])]
 
 
-def _gemm_weight(linear: nn.Linear, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """``W^T`` (rows optionally scaled) as a contiguous ``in x out`` matrix: with a
-    transposed operand BLAS picks kernels by row count, and chunks would round differently."""
-    w = linear.weight if scale is None else linear.weight * scale[:, None]
-    return w.t().contiguous()
+# GEMM-ready weights per (first) Linear; weak keys, so a model's copies go with it and
+# deepcopy or pickling of a model never sees them.
+_GEMM_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _gemm_weight(*linears: nn.Linear, scale: torch.Tensor | None = None,
+                 dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``W^T`` of the linears side by side (rows optionally scaled) as a contiguous
+    ``in x out`` matrix in ``dtype``: with a transposed operand BLAS picks kernels by row
+    count, and chunks would round differently. Cached until a weight or the scale changes
+    (storage or in-place version): building it every call cost 5 % of a Kodak encode."""
+    with torch.no_grad():
+        sources = [m.weight for m in linears] + ([] if scale is None else [scale])
+        if any(t.is_inference() for t in sources):  # no version counter to check against
+            return _gemm_matrix(linears, scale, dtype)
+        stamp = tuple((t.data_ptr(), t._version) for t in sources)
+        key = (tuple(id(m) for m in linears[1:]), scale is not None, dtype)
+        cache = _GEMM_WEIGHTS.setdefault(linears[0], {})
+        hit = cache.get(key)
+        if hit is None or hit[0] != stamp:
+            hit = cache[key] = (stamp, _gemm_matrix(linears, scale, dtype))
+        return hit[1]
+
+
+def _gemm_matrix(linears: tuple[nn.Linear, ...], scale: torch.Tensor | None, dtype: torch.dtype | None) -> torch.Tensor:
+    ws = [m.weight if scale is None else m.weight * scale[:, None] for m in linears]
+    w = torch.cat([w.t() for w in ws], 1).contiguous()
+    return w if dtype is None else w.to(dtype)
 
 
 def _low_precision(x: torch.Tensor) -> torch.dtype | None:
@@ -127,7 +152,7 @@ class SpatialMix(nn.Module):
         if recompute:
             x = shifted()
         res = res.reshape(b * t, c)
-        w_rec, w_out = _gemm_weight(self.receptance), _gemm_weight(self.output, gamma)
+        w_rec, w_out = _gemm_weight(self.receptance), _gemm_weight(self.output, scale=gamma)
         for rows in _row_chunks(b * t):
             gate = torch.mm(x[rows], w_rec).sigmoid_().mul_(y[rows])
             torch.addmm(res[rows], gate, w_out, out=y[rows])
@@ -139,7 +164,7 @@ class SpatialMix(nn.Module):
         product, whose receptance part then overwrites the shifted input (no recompute)."""
         b, t, c = res.shape
         x = _shift_tokens(self.omni_shift, norm(res), hw).view(b * t, c).to(dtype)
-        w_kvr = torch.cat([_gemm_weight(m) for m in (self.key, self.value, self.receptance)], 1).to(dtype)
+        w_kvr = _gemm_weight(self.key, self.value, self.receptance, dtype=dtype)
         k, v = res.new_empty(b * t, c), res.new_empty(b * t, c)
         for rows in _row_chunks(b * t):
             kvr = torch.mm(x[rows], w_kvr)
@@ -149,7 +174,7 @@ class SpatialMix(nn.Module):
         y = biwkv(self.decay / t, self.boost / t, k.view(b, t, c), v.view(b, t, c)).view(b * t, c)
         del k, v
         res = res.reshape(b * t, c)
-        w_out = _gemm_weight(self.output, gamma).to(dtype)
+        w_out = _gemm_weight(self.output, scale=gamma, dtype=dtype)
         for rows in _row_chunks(b * t):
             gate = x[rows].float().sigmoid_().mul_(y[rows]).to(dtype)
             y[rows].copy_(torch.mm(gate, w_out)).add_(res[rows])
@@ -178,9 +203,10 @@ class ChannelMix(nn.Module):
         dtype = _low_precision(res)
         x = _shift_tokens(self.omni_shift, norm(res), hw).view(b * t, c)
         out = res.view(b * t, c)
-        w_key, w_rec, w_val = _gemm_weight(self.key), _gemm_weight(self.receptance), _gemm_weight(self.value, gamma)
+        w_key, w_rec = _gemm_weight(self.key, dtype=dtype), _gemm_weight(self.receptance, dtype=dtype)
+        w_val = _gemm_weight(self.value, scale=gamma, dtype=dtype)
         if dtype is not None:  # bf16 products; the gate and the sum in float32
-            x, w_key, w_rec, w_val = x.to(dtype), w_key.to(dtype), w_rec.to(dtype), w_val.to(dtype)
+            x = x.to(dtype)
         for rows in _row_chunks(b * t):
             xc = x[rows]
             hidden = torch.mm(xc, w_key).relu_().square_()

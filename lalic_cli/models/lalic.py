@@ -10,14 +10,13 @@ import torch.nn as nn
 from compressai.entropy_models import EntropyBottleneck
 from compressai.latent_codecs import (
     ChannelGroupsLatentCodec,
-    CheckerboardLatentCodec,
-    GaussianConditionalLatentCodec,
     HyperLatentCodec,
     HyperpriorLatentCodec,
 )
 from compressai.layers import CheckerboardMaskedConv2d, conv1x1, conv3x3, sequential_channel_ramp
 from compressai.models import SimpleVAECompressionModel
 
+from ..latent_codecs import CheckerboardLatentCodec, GaussianConditionalLatentCodec
 from ..layers import EntropyParametersBlock, RwkvBlock
 from ..precision import transforms_in_bf16
 
