@@ -55,3 +55,18 @@ def test_same_strings_and_y_hat_as_compressai(model, path, spread):
     assert torch.equal(ours["y_hat"], theirs["y_hat"])
     assert torch.equal(decoded["y_hat"], their_decoded["y_hat"])
     assert torch.equal(ours["y_hat"], decoded["y_hat"])  # the encoder's y_hat is what decoding gives
+
+
+def test_scale_indexes_are_compressais(model):
+    """On every table scale, its float neighbours on both sides, the bounds and non-finite
+    values, for the float coder's table and the portable one."""
+    from lalic_cli.latent_codecs.gaussian_conditional import scale_indexes
+
+    for lc in (model.latent_codec, portable_latent_codec(model)):
+        gc = next(m for m in lc.modules() if isinstance(m, compressai_codecs.GaussianConditionalLatentCodec))
+        gc = gc.gaussian_conditional
+        t = gc.scale_table.float()
+        scales = torch.cat([t, torch.nextafter(t, torch.tensor(float("inf"))), torch.nextafter(t, torch.tensor(0.0)),
+                            torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -1.0, 1e-30, 1e30]),
+                            torch.rand(5000) * 2 * t.max()]).view(1, 1, 1, -1)
+        assert torch.equal(scale_indexes(gc, scales), gc.build_indexes(scales))
