@@ -104,6 +104,18 @@ def test_golden_files_decode_with_another_instruction_set(isa):
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
 
 
+def test_unknown_kernel_isa_is_a_user_error(tmp_path):
+    """A mistyped ``LALIC_KERNEL_ISA`` is the user's error (one line, exit 2, no file), not
+    a kernel build to fall back from with warnings."""
+    out = tmp_path / "x.lal"
+    env = dict(os.environ, LALIC_KERNEL_ISA="avx3", OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "lalic_cli.cli", "encode", str(ROOT / "assets" / "sample.png"),
+                        "-o", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr == "lalic: error: unknown LALIC_KERNEL_ISA 'avx3' (one of native, avx2, baseline)\n"
+    assert not out.exists()
+
+
 def test_float_entropy_path_is_still_written_and_read(tmp_path):
     """``entropy="float"`` keeps the reference path (the official bitstreams' semantics)."""
     from lalic_cli.codec import decode, encode_image

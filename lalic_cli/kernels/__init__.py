@@ -43,6 +43,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from lalic_cli.errors import InputError, LalicError
 from lalic_cli.resources import cache_home, data_dir
 
 __all__ = ["cache_dir", "load_extension", "sources"]
@@ -73,8 +74,8 @@ def _cpu_flags() -> tuple[list[str], list[str]]:
     # -fno-trapping-math lets GCC turn the selects into vector blends (results unchanged)
     cflags, ldflags = ["-O3", "-fno-trapping-math"], []
     cap = os.environ.get("LALIC_KERNEL_ISA") or "native"
-    if cap not in ISA_CAPS:
-        raise ValueError(f"LALIC_KERNEL_ISA={cap!r}: one of {', '.join(ISA_CAPS)}")
+    if cap not in ISA_CAPS:  # a setting the user got wrong, not a build to fall back from
+        raise InputError(f"unknown LALIC_KERNEL_ISA {cap!r} (one of {', '.join(ISA_CAPS)})")
     if sys.platform.startswith("linux"):
         cflags.append("-fopenmp")
         ldflags.append("-fopenmp")
@@ -259,6 +260,8 @@ def load_extension(kind: str):
         if kind not in _modules:
             try:
                 _modules[kind] = _build(kind)
+            except LalicError:
+                raise
             except Exception as exc:  # noqa: BLE001 - any failure means "use the torch path"
                 lines = str(exc).strip().splitlines()
                 reason = lines[0] if lines else type(exc).__name__
