@@ -66,21 +66,23 @@ def _children(pid: int) -> list[int]:
 
 
 def test_ctrl_c_with_jobs_leaves_no_partial_file(tmp_path):
-    for i in range(4):
+    n = 8
+    for i in range(n):
         blocky_image(768, 1024, seed=i).save(tmp_path / f"im{i}.png")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "lalic_cli.cli", "encode", *(f"im{i}.png" for i in range(4)),
+    proc = subprocess.Popen([sys.executable, "-m", "lalic_cli.cli", "encode", *(f"im{i}.png" for i in range(n)),
                              "--jobs", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     deadline = time.monotonic() + 300
-    while len(_children(proc.pid)) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.0)  # the workers are coding
+    # the workers are coding once a first file is finished; most are still to come
+    while not list(tmp_path.glob("*.lal")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_children(proc.pid)) == 2
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C on a terminal does: the whole process group
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "lalic: interrupted" and "Traceback" not in err
     left = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".png"))
-    assert all(name.endswith(".lal") for name in left)  # no temporary file
+    assert all(name.endswith(".lal") for name in left) and len(left) < n  # no temporary file
     for name in left:  # and a finished one is whole (its CRC checked)
         assert unpack((tmp_path / name).read_bytes()).header.width == 1024
