@@ -11,14 +11,15 @@ from pathlib import Path
 import torch
 
 from .errors import InputError
+from .runtime import fit_allocator
 
 # At the peak of a first-stage (or last-stage) Bi-RWKV block, about four map-sized
 # float32 tensors of the first stage's width live at once (the block's input, the
 # BiWKV keys, values and output), plus the transposed conv around them: 5.5 maps.
 # The image itself is held several times over (8-bit, float, padded, decoded):
 # 64 bytes per pixel. Measured peaks at 3840x2160 (benchmarks/RESULTS.md): full
-# config 4.77 GB encode / 5.26 GB decode (this estimate: 6.8 GB); bundled small
-# config 3.07 / 2.94 GB (estimate: 3.6 GB).
+# config 5.34 GB encode / 6.05 GB decode (this estimate: 7.1 GB); bundled small
+# config 2.52 / 3.13 GB (estimate: 3.7 GB).
 MAPS_AT_PEAK = 5.5
 BYTES_PER_PIXEL = 64
 OVERHEAD_BYTES = 3 << 29  # 1.6 GB: the interpreter, torch (0.95 GB measured before any coding), the coder
@@ -27,12 +28,25 @@ OVERHEAD_BYTES = 3 << 29  # 1.6 GB: the interpreter, torch (0.95 GB measured bef
 GEMM_COPIES = 1.5
 
 
+def _padded_pixels(model: torch.nn.Module, height: int, width: int) -> int:
+    multiple = getattr(model, "downsampling_factor", 64)
+    return math.ceil(height / multiple) * multiple * math.ceil(width / multiple) * multiple
+
+
+def _peak_floats_per_pixel(model: torch.nn.Module) -> float:
+    # a model may state its own peak (MRT: the generator's last maps); LALIC's is its first stage
+    return getattr(model, "peak_floats_per_pixel", None) or MAPS_AT_PEAK * model.g_a[0].out_channels / 4
+
+
+def map_bytes(model: torch.nn.Module, height: int, width: int) -> int:
+    """Bytes of one float32 map at the model's peak: its largest single tensor."""
+    return int(_peak_floats_per_pixel(model) / MAPS_AT_PEAK * _padded_pixels(model, height, width) * 4)
+
+
 def estimate_peak_bytes(model: torch.nn.Module, height: int, width: int) -> int:
     """Bytes needed to encode or decode a ``height x width`` image with ``model``."""
-    multiple = getattr(model, "downsampling_factor", 64)
-    padded = math.ceil(height / multiple) * multiple * math.ceil(width / multiple) * multiple
-    # a model may state its own peak (MRT: the generator's last maps); LALIC's is its first stage
-    floats = getattr(model, "peak_floats_per_pixel", None) or MAPS_AT_PEAK * model.g_a[0].out_channels / 4
+    padded = _padded_pixels(model, height, width)
+    floats = _peak_floats_per_pixel(model)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     weights += int(GEMM_COPIES * sum(m.weight.numel() * 4 for m in model.modules() if isinstance(m, torch.nn.Linear)))
     return int(floats * padded * 4) + BYTES_PER_PIXEL * padded + weights + OVERHEAD_BYTES
@@ -101,7 +115,8 @@ def _size(n: int) -> str:
 
 
 def check_fits(model: torch.nn.Module, height: int, width: int, device: str) -> None:
-    """Raise InputError when the image clearly will not fit in the memory left."""
+    """Raise InputError when the image clearly will not fit in the memory left; when it
+    fits, size the process's reused heap for it (``runtime.fit_allocator``)."""
     need, have = additional_bytes(model, height, width, device), available_bytes(device)
     if have is not None and need > have:
         where = "GPU memory" if device == "cuda" else "memory"
@@ -109,3 +124,5 @@ def check_fits(model: torch.nn.Module, height: int, width: int, device: str) -> 
             f"a {width}x{height} image needs about {_size(need)} more {where} with these weights, "
             f"and {_size(have)} is available: use a smaller image or a machine with more {where}"
         )
+    if device != "cuda":
+        fit_allocator(map_bytes(model, height, width))

@@ -10,10 +10,14 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _NEVER = (1 << 31) - 1
 # Blocks up to this size come from the reused heap: every activation up to about
-# 2048x2048 (400 MB maps). Larger ones (4K maps are 800 MB) stay mmap'ed and go back
-# to the system when freed: in the heap they fragment it (with a 1 GB cap, the full
-# model's 4K synthesis peaked at 8.3 GB instead of 4.9 GB).
+# 2048x2048 (400 MB maps). Larger ones stay mmap'ed and go back to the system when freed.
 _HEAP_MAX_BLOCK = 1 << 29
+# For an image whose maps exceed that cap (4K: 800 MB float32 maps), only blocks up to
+# this size: mixing big blocks in the heap with bigger ones outside it fragments the
+# heap (the full model's 4K decode peaked at 9.5 GB with its 400 MB bf16 maps in the
+# heap, 6.1 GB with them mmap'ed).
+_HEAP_MAX_BLOCK_LARGE = 1 << 26
+_tuned = False
 
 
 def tune_allocator() -> bool:
@@ -25,13 +29,29 @@ def tune_allocator() -> bool:
     the setting took (only on glibc). The process keeps its heap until it exits,
     which suits a command-line run.
     """
+    global _tuned
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    _tuned = bool(mallopt(_M_MMAP_THRESHOLD, _HEAP_MAX_BLOCK)) and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER))
+    return _tuned
+
+
+def fit_allocator(largest_block: int) -> None:
+    """After :func:`tune_allocator`, size the reused heap for an image whose largest
+    tensor takes ``largest_block`` bytes: all of its big blocks in the heap, or none."""
+    mallopt = _mallopt() if _tuned else None
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, _HEAP_MAX_BLOCK if largest_block <= _HEAP_MAX_BLOCK else _HEAP_MAX_BLOCK_LARGE)
+
+
+def _mallopt():
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
+        return ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _HEAP_MAX_BLOCK)) and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER))
+        return None
 
 
 def one_line_warnings() -> None:
