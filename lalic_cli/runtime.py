@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 import warnings
 
@@ -45,6 +46,7 @@ def fit_allocator(largest_block: int) -> None:
         mallopt(_M_MMAP_THRESHOLD, _HEAP_MAX_BLOCK if largest_block <= _HEAP_MAX_BLOCK else _HEAP_MAX_BLOCK_LARGE)
 
 
+@functools.cache
 def _mallopt():
     if not sys.platform.startswith("linux"):
         return None

@@ -63,7 +63,10 @@ def _row_chunks(n: int) -> list[slice]:
 
 
 # GEMM-ready weights per (first) Linear; weak keys, so a model's copies go with it and
-# deepcopy or pickling of a model never sees them.
+# deepcopy or pickling of a model never sees them. Checked by a stamp at every use, not
+# forgotten on events like the portable copies (portable/copies.py): these are only
+# the linears' own weights and scales, and the stamp also sees in-place writes that no
+# event reports (the EMA model's update, validated under no_grad during training).
 _GEMM_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -210,10 +213,8 @@ class ChannelMix(nn.Module):
         for rows in _row_chunks(b * t):
             xc = x[rows]
             hidden = torch.mm(xc, w_key).relu_().square_()
-            if dtype is None:
-                out[rows].addcmul_(torch.mm(xc, w_rec).sigmoid_(), torch.mm(hidden, w_val))
-            else:
-                out[rows].addcmul_(torch.mm(xc, w_rec).float().sigmoid_(), torch.mm(hidden, w_val).float())
+            # .float() is the tensor itself in float32, a conversion from bf16 products
+            out[rows].addcmul_(torch.mm(xc, w_rec).float().sigmoid_(), torch.mm(hidden, w_val).float())
         return res
 
 
